@@ -1,0 +1,485 @@
+/* consumer.c -- Kafka consumer group member, offsets and the event clock. */
+#include "consumer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *input_topic(const struct clv_config *cfg, int i)
+{
+    const char *names[CLV_INPUT_TOPICS] = {cfg->kafka.topics.purchases, cfg->kafka.topics.logins,
+                                           cfg->kafka.topics.visits};
+    return names[i];
+}
+
+int consumer_topic_index(const struct clv_consumer *c, const char *topic)
+{
+    for (int i = 0; i < CLV_INPUT_TOPICS; i++)
+        if (strcmp(input_topic(c->cfg, i), topic) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- partitions ---------------------------------------------------------------- */
+
+static struct clv_partition *partition(struct clv_consumer *c, int topic, int32_t p)
+{
+    if (topic < 0 || topic >= CLV_INPUT_TOPICS || p < 0)
+        return NULL;
+    if (p >= c->nparts[topic]) {
+        int n = p + 1;
+        struct clv_partition *np = realloc(c->parts[topic], sizeof(*np) * (size_t)n);
+        if (np == NULL)
+            abort();
+        memset(np + c->nparts[topic], 0, sizeof(*np) * (size_t)(n - c->nparts[topic]));
+        c->parts[topic] = np;
+        c->nparts[topic] = n;
+    }
+    return &c->parts[topic][p];
+}
+
+static void partition_reset(struct clv_partition *pt, uint32_t gen, clv_ms now_mono)
+{
+    pt->gen = gen;
+    pt->qhead = pt->qlen = 0;
+    pt->stored = -1;
+    pt->max_ts = 0;
+    pt->last_msg_mono = 0;
+    pt->assigned_mono = now_mono;
+    pt->paused = 0;
+    pt->high_watermark = -1;
+    pt->last_offset = -1;
+}
+
+static void offq_push(struct clv_partition *pt, int64_t offset)
+{
+    if (pt->qlen == pt->qcap) {
+        size_t ncap = pt->qcap ? pt->qcap * 2 : 1024;
+        struct clv_offq_entry *nq = malloc(sizeof(*nq) * ncap);
+        if (nq == NULL)
+            abort();
+        for (size_t i = 0; i < pt->qlen; i++)
+            nq[i] = pt->q[(pt->qhead + i) % pt->qcap];
+        free(pt->q);
+        pt->q = nq;
+        pt->qcap = ncap;
+        pt->qhead = 0;
+    }
+    pt->q[(pt->qhead + pt->qlen++) % pt->qcap] = (struct clv_offq_entry){offset, 0};
+}
+
+static struct clv_offq_entry *offq_find(struct clv_partition *pt, int64_t offset)
+{
+    size_t lo = 0, hi = pt->qlen;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (pt->q[(pt->qhead + mid) % pt->qcap].offset < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < pt->qlen && pt->q[(pt->qhead + lo) % pt->qcap].offset == offset)
+        return &pt->q[(pt->qhead + lo) % pt->qcap];
+    return NULL;
+}
+
+/* Pop the done prefix; returns the new frontier (next offset to consume),
+ * or -1 if it did not move. */
+static int64_t offq_advance(struct clv_partition *pt)
+{
+    int64_t frontier = -1;
+
+    while (pt->qlen > 0 && pt->q[pt->qhead].done) {
+        frontier = pt->q[pt->qhead].offset + 1;
+        pt->qhead = (pt->qhead + 1) % pt->qcap;
+        pt->qlen--;
+    }
+    return frontier;
+}
+
+struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_t *m, int topic,
+                                 clv_ms ts)
+{
+    struct clv_partition *pt = partition(c, topic, m->partition);
+    struct clv_msgref ref = {(int8_t)topic, m->partition, m->offset, pt ? pt->gen : 0};
+
+    if (pt == NULL || !pt->assigned)
+        return ref;
+    offq_push(pt, m->offset);
+    pt->last_msg_mono = clv_mono_ms();
+    pt->last_offset = m->offset;
+    if (ts > pt->max_ts)
+        pt->max_ts = ts;
+    return ref;
+}
+
+void consumer_done(struct clv_consumer *c, const struct clv_msgref *ref)
+{
+    struct clv_partition *pt = partition(c, ref->topic, ref->partition);
+    struct clv_offq_entry *e;
+    int64_t frontier;
+    rd_kafka_topic_partition_list_t *l;
+
+    if (pt == NULL || !pt->assigned || pt->gen != ref->gen)
+        return; /* revoked since: the new owner re-reads it */
+    e = offq_find(pt, ref->offset);
+    if (e == NULL)
+        return;
+    e->done = 1;
+    frontier = offq_advance(pt);
+    if (frontier < 0)
+        return;
+    pt->stored = frontier;
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, input_topic(c->cfg, ref->topic), ref->partition)->offset =
+        frontier;
+    rd_kafka_offsets_store(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ---- rebalancing ----------------------------------------------------------------- */
+
+static void heap_drop_revoked(struct clv_consumer *c);
+
+static void on_assign(struct clv_consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    clv_ms now = clv_mono_ms();
+
+    c->gen++;
+    for (int i = 0; i < parts->cnt; i++) {
+        int t = consumer_topic_index(c, parts->elems[i].topic);
+        struct clv_partition *pt = partition(c, t, parts->elems[i].partition);
+        if (pt == NULL)
+            continue;
+        partition_reset(pt, c->gen, now);
+        pt->assigned = 1;
+    }
+    if (c->assignment)
+        rd_kafka_topic_partition_list_destroy(c->assignment);
+    c->assignment = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_assign(c->rk, parts);
+    c->ever_assigned = 1;
+    c->rebalanced = 1;
+    log_info(c->log, "kafka: assigned %d partition(s)", parts->cnt);
+}
+
+static void on_revoke(struct clv_consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_resp_err_t e;
+
+    /* what is done is stored; commit it now so the next owner starts there */
+    e = rd_kafka_commit(c->rk, NULL, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_warn(c->log, "kafka: commit on revoke: %s", rd_kafka_err2str(e));
+    for (int i = 0; i < parts->cnt; i++) {
+        int t = consumer_topic_index(c, parts->elems[i].topic);
+        struct clv_partition *pt = partition(c, t, parts->elems[i].partition);
+        if (pt)
+            pt->assigned = 0;
+    }
+    heap_drop_revoked(c);
+    if (c->assignment) {
+        rd_kafka_topic_partition_list_destroy(c->assignment);
+        c->assignment = NULL;
+    }
+    rd_kafka_assign(c->rk, NULL);
+    c->rebalanced = 1;
+    log_info(c->log, "kafka: revoked %d partition(s)", parts->cnt);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct clv_consumer *c = opaque;
+
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        on_assign(c, parts);
+    else
+        on_revoke(c, parts);
+}
+
+/* ---- setup ------------------------------------------------------------------------ */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+{
+    char kerr[256];
+
+    if (rd_kafka_conf_set(conf, k, v, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+        clv_seterr(err, errlen, "kafka property %s: %s", k, kerr);
+        return -1;
+    }
+    return 0;
+}
+
+static rd_kafka_conf_t *consumer_conf(struct clv_consumer *c, const char *brokers, char *err,
+                                      size_t errlen)
+{
+    const struct clv_config *cfg = c->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char maxb[32];
+    /* An eager assignor: cooperative-sticky misbehaves with manual offset
+     * storage in librdkafka 2.0.2. */
+    const char *fixed[][2] = {
+        {"bootstrap.servers", brokers},
+        {"group.id", cfg->kafka.group_id},
+        {"enable.auto.offset.store", "false"},
+        {"enable.auto.commit", "true"},
+        {"auto.commit.interval.ms", "1000"},
+        {"auto.offset.reset", "earliest"},
+        {"partition.assignment.strategy", "range"},
+        {"enable.partition.eof", "false"},
+        {"client.id", "clvd"},
+    };
+
+    for (size_t i = 0; i < CLV_ARRAY_LEN(fixed); i++)
+        if (conf_set(conf, fixed[i][0], fixed[i][1], err, errlen) != 0)
+            goto fail;
+    /* fetch a little more than the largest message we accept */
+    snprintf(maxb, sizeof(maxb), "%d", cfg->kafka.max_message_bytes * 2 + 1024);
+    if (conf_set(conf, "fetch.max.bytes", "52428800", err, errlen) != 0)
+        goto fail;
+    for (int i = 0; i < cfg->kafka.nproperties; i++)
+        if (conf_set(conf, cfg->kafka.properties[i].key, cfg->kafka.properties[i].value, err,
+                     errlen) != 0)
+            goto fail;
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int consumer_open(struct clv_consumer *c, const struct clv_config *cfg, const char *brokers,
+                  const struct clv_log *lg, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *topics = NULL;
+    rd_kafka_conf_t *conf;
+    char kerr[512];
+    rd_kafka_resp_err_t e;
+
+    memset(c, 0, sizeof(*c));
+    c->cfg = cfg;
+    c->log = lg;
+    conf = consumer_conf(c, brokers, err, errlen);
+    if (conf == NULL)
+        return -1;
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (c->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        clv_seterr(err, errlen, "kafka consumer: %s", kerr);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    topics = rd_kafka_topic_partition_list_new(CLV_INPUT_TOPICS);
+    for (int i = 0; i < CLV_INPUT_TOPICS; i++)
+        rd_kafka_topic_partition_list_add(topics, input_topic(cfg, i), RD_KAFKA_PARTITION_UA);
+    e = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        clv_seterr(err, errlen, "kafka subscribe: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(c->rk);
+        c->rk = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void consumer_close(struct clv_consumer *c)
+{
+    if (c->rk == NULL)
+        return;
+    rd_kafka_consumer_close(c->rk); /* commits the stored offsets */
+    rd_kafka_destroy(c->rk);
+    c->rk = NULL;
+    if (c->assignment)
+        rd_kafka_topic_partition_list_destroy(c->assignment);
+    for (int t = 0; t < CLV_INPUT_TOPICS; t++) {
+        for (int p = 0; p < c->nparts[t]; p++)
+            free(c->parts[t][p].q);
+        free(c->parts[t]);
+    }
+    free(c->heap);
+    memset(c, 0, sizeof(*c));
+}
+
+static void set_paused(struct clv_consumer *c, struct clv_partition *pt, int topic, int32_t p,
+                       int pause)
+{
+    rd_kafka_topic_partition_list_t *l;
+
+    if (pt->paused == pause)
+        return;
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, input_topic(c->cfg, topic), p);
+    if (pause)
+        rd_kafka_pause_partitions(c->rk, l);
+    else
+        rd_kafka_resume_partitions(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    pt->paused = pause;
+}
+
+void consumer_pause_all(struct clv_consumer *c, int pause)
+{
+    for (int t = 0; t < CLV_INPUT_TOPICS; t++)
+        for (int p = 0; p < c->nparts[t]; p++)
+            if (c->parts[t][p].assigned)
+                set_paused(c, &c->parts[t][p], t, p, pause);
+}
+
+int64_t consumer_lag(struct clv_consumer *c)
+{
+    int64_t lag = 0;
+
+    for (int t = 0; t < CLV_INPUT_TOPICS; t++) {
+        for (int p = 0; p < c->nparts[t]; p++) {
+            struct clv_partition *pt = &c->parts[t][p];
+            int64_t lo, hi;
+            if (!pt->assigned)
+                continue;
+            if (rd_kafka_get_watermark_offsets(c->rk, input_topic(c->cfg, t), p, &lo, &hi) != 0)
+                continue;
+            pt->high_watermark = hi;
+            if (hi >= 0)
+                lag += hi - (pt->last_offset >= 0 ? pt->last_offset + 1 : lo);
+        }
+    }
+    return lag;
+}
+
+/* ---- event clock: a binary heap of held events ------------------------------------ */
+
+static int held_before(const struct clv_held *a, const struct clv_held *b)
+{
+    if (a->ev.ts != b->ev.ts)
+        return a->ev.ts < b->ev.ts;
+    if (a->ref.topic != b->ref.topic)
+        return a->ref.topic < b->ref.topic;
+    if (a->ref.partition != b->ref.partition)
+        return a->ref.partition < b->ref.partition;
+    return a->ref.offset < b->ref.offset;
+}
+
+static void heap_swap(struct clv_held *h, size_t i, size_t j)
+{
+    struct clv_held t = h[i];
+
+    h[i] = h[j];
+    h[j] = t;
+}
+
+static void heap_up(struct clv_held *h, size_t i)
+{
+    while (i > 0 && held_before(&h[i], &h[(i - 1) / 2])) {
+        heap_swap(h, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(struct clv_held *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && held_before(&h[l], &h[m]))
+            m = l;
+        if (r < n && held_before(&h[r], &h[m]))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(h, i, m);
+        i = m;
+    }
+}
+
+void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
+                   const struct clv_msgref *ref)
+{
+    if (c->nheld == c->heap_cap) {
+        size_t ncap = c->heap_cap ? c->heap_cap * 2 : 1024;
+        struct clv_held *nh = realloc(c->heap, sizeof(*nh) * ncap);
+        if (nh == NULL)
+            abort();
+        c->heap = nh;
+        c->heap_cap = ncap;
+    }
+    c->heap[c->nheld] = (struct clv_held){*ev, *ref};
+    heap_up(c->heap, c->nheld++);
+}
+
+int consumer_release(struct clv_consumer *c, struct clv_held *out)
+{
+    if (c->nheld == 0 || c->heap[0].ev.ts > c->watermark)
+        return 0;
+    *out = c->heap[0];
+    c->heap[0] = c->heap[--c->nheld];
+    heap_down(c->heap, c->nheld, 0);
+    return 1;
+}
+
+static void heap_drop_revoked(struct clv_consumer *c)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->nheld; i++) {
+        struct clv_partition *pt = partition(c, c->heap[i].ref.topic, c->heap[i].ref.partition);
+        if (pt && pt->assigned && pt->gen == c->heap[i].ref.gen)
+            c->heap[n++] = c->heap[i];
+    }
+    c->nheld = n;
+    for (size_t i = n / 2 + 1; i-- > 0;)
+        heap_down(c->heap, c->nheld, i);
+}
+
+static int partition_idle(const struct clv_partition *pt, clv_ms now_mono, clv_ms idle_after)
+{
+    clv_ms last = pt->last_msg_mono ? pt->last_msg_mono : pt->assigned_mono;
+
+    return now_mono - last >= idle_after;
+}
+
+/* While the heap is full, only the partitions holding the watermark back
+ * may fetch; the others wait (SPEC section 7). */
+static void pause_runners_ahead(struct clv_consumer *c, clv_ms slowest)
+{
+    int full = c->nheld >= (size_t)c->cfg->clock.max_held_events;
+    int relieved = c->nheld < (size_t)c->cfg->clock.max_held_events / 2;
+
+    if (!full && !(c->held_paused && relieved))
+        return;
+    c->held_paused = full;
+    for (int t = 0; t < CLV_INPUT_TOPICS; t++)
+        for (int p = 0; p < c->nparts[t]; p++) {
+            struct clv_partition *pt = &c->parts[t][p];
+            if (pt->assigned)
+                set_paused(c, pt, t, p, full && pt->max_ts > slowest);
+        }
+}
+
+clv_ms consumer_watermark(struct clv_consumer *c, clv_ms now_mono)
+{
+    clv_ms slowest = 0, fastest = 0, wm;
+    int active = 0;
+
+    for (int t = 0; t < CLV_INPUT_TOPICS; t++)
+        for (int p = 0; p < c->nparts[t]; p++) {
+            struct clv_partition *pt = &c->parts[t][p];
+            if (!pt->assigned)
+                continue;
+            if (pt->max_ts > fastest)
+                fastest = pt->max_ts;
+            if (partition_idle(pt, now_mono, c->cfg->clock.idle_after))
+                continue;
+            if (!active || pt->max_ts < slowest)
+                slowest = pt->max_ts;
+            active = 1;
+        }
+    /* With every partition idle nothing is on its way that lateness would
+     * wait for: let the clock reach the newest event. */
+    wm = active ? (slowest ? slowest - c->cfg->clock.lateness : 0) : fastest;
+    if (wm > c->watermark)
+        c->watermark = wm;
+    pause_runners_ahead(c, active ? slowest : fastest);
+    return c->watermark;
+}

@@ -1,0 +1,458 @@
+/* daemon.c -- the clvd main loop; see daemon.h. */
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "consumer.h"
+#include "embedded.h"
+#include "event.h"
+#include "log.h"
+#include "output.h"
+#include "producer.h"
+#include "stages.h"
+#include "state.h"
+#include "sweeper.h"
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+
+void clvd_request_stop(void)
+{
+    stop_requested = 1;
+}
+
+void clvd_request_reload(void)
+{
+    reload_requested = 1;
+}
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        reload_requested = 1;
+    else
+        stop_requested = 1;
+}
+
+#define BATCH_MAX 2000
+#define MAX_REASONS 32
+#define SHUTDOWN_GRACE_MS 6000
+
+struct reason_count {
+    char reason[48];
+    uint64_t n;
+};
+
+struct clvd {
+    const struct clvd_options *opt;
+    struct clv_config cfg;
+    struct clv_log log;
+    struct clv_rules rules;
+    struct clv_embedded emb;
+    struct clv_store store;
+    struct clv_consumer consumer;
+    struct clv_producer producer;
+    struct clv_sweeper sweeper;
+    struct clv_batch batch, sweep;
+    struct clv_msgref *refs; /* input messages of `batch` */
+    int nrefs, refs_cap;
+    int batch_failed; /* Redis refused the batch: retry before fetching more */
+    struct clv_event ev;
+    struct clv_sbuf dlq;
+    uint64_t consumed[CLV_INPUT_TOPICS], applied, duplicates;
+    struct reason_count rejected[MAX_REASONS];
+    int nreasons;
+    int ready;
+    clv_ms next_watchdog, watchdog_every, next_status, last_input_mono;
+    uint64_t applied_at_status;
+};
+
+/* ---- input ------------------------------------------------------------------------ */
+
+static void count_rejected(struct clvd *d, const char *reason)
+{
+    for (int i = 0; i < d->nreasons; i++)
+        if (strcmp(d->rejected[i].reason, reason) == 0) {
+            d->rejected[i].n++;
+            return;
+        }
+    if (d->nreasons < MAX_REASONS) {
+        snprintf(d->rejected[d->nreasons].reason, sizeof(d->rejected[0].reason), "%s", reason);
+        d->rejected[d->nreasons++].n = 1;
+    }
+}
+
+static void push_ref(struct clvd *d, const struct clv_msgref *ref)
+{
+    if (d->nrefs == d->refs_cap) {
+        int ncap = d->refs_cap ? d->refs_cap * 2 : BATCH_MAX;
+        struct clv_msgref *n = realloc(d->refs, sizeof(*n) * (size_t)ncap);
+        if (n == NULL)
+            abort();
+        d->refs = n;
+        d->refs_cap = ncap;
+    }
+    d->refs[d->nrefs++] = *ref;
+}
+
+static void dead_letter(struct clvd *d, const rd_kafka_message_t *m, const struct clv_msgref *ref,
+                        const char *reason)
+{
+    sbuf_reset(&d->dlq);
+    output_dead_letter(&d->dlq, reason, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                       m->key, m->key_len, m->payload ? m->payload : "",
+                       m->payload ? m->len : 0, clv_now_ms());
+    producer_dead_letter(&d->producer, ref, d->dlq.buf, d->dlq.len, m->key, m->key_len);
+    count_rejected(d, reason);
+    log_debug(&d->log, "rejected %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), m->partition,
+              (long long)m->offset, reason);
+}
+
+static void handle_message(struct clvd *d, const rd_kafka_message_t *m)
+{
+    struct clv_event_limits lim = {(size_t)d->cfg.kafka.max_message_bytes,
+                                   d->cfg.clock.max_future_skew};
+    int topic = consumer_topic_index(&d->consumer, rd_kafka_topic_name(m->rkt));
+    char reason[64];
+    struct clv_msgref ref;
+    int ok;
+
+    if (topic < 0)
+        return;
+    d->consumed[topic]++;
+    ok = m->payload != NULL &&
+         event_parse(m->payload, m->len, (enum clv_event_type)topic, &lim, clv_now_ms(), &d->ev,
+                     reason, sizeof(reason)) == 0;
+    if (m->payload == NULL)
+        snprintf(reason, sizeof(reason), "invalid_json");
+    ref = consumer_track(&d->consumer, m, topic, ok ? d->ev.ts : 0);
+    if (!ok) {
+        dead_letter(d, m, &ref, reason);
+        return;
+    }
+    if (d->cfg.clock.mode == CLV_CLOCK_EVENT) {
+        consumer_hold(&d->consumer, &d->ev, &ref);
+    } else {
+        batch_add_event(&d->batch, &d->ev, (uint32_t)d->cfg.redis.shards);
+        push_ref(d, &ref);
+    }
+}
+
+static int fatal_consumer_error(struct clvd *d, const rd_kafka_message_t *m)
+{
+    char buf[512];
+
+    if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(d->consumer.rk, buf, sizeof(buf));
+        log_error(&d->log, "kafka consumer: fatal error: %s", buf);
+        return 1;
+    }
+    log_warn(&d->log, "kafka consumer: %s", rd_kafka_message_errstr(m));
+    return 0;
+}
+
+/* Fetch up to BATCH_MAX messages; waits at most `timeout_ms` for the first. */
+static int poll_input(struct clvd *d, int timeout_ms)
+{
+    for (int n = 0; n < BATCH_MAX; n++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(d->consumer.rk, n == 0 ? timeout_ms : 0);
+        if (m == NULL)
+            break;
+        if (m->err) {
+            int fatal = fatal_consumer_error(d, m);
+            rd_kafka_message_destroy(m);
+            if (fatal)
+                return -1;
+            continue;
+        }
+        d->last_input_mono = clv_mono_ms();
+        handle_message(d, m);
+        rd_kafka_message_destroy(m);
+    }
+    return 0;
+}
+
+/* Event clock: move every held event the watermark has passed into the batch,
+ * in (time, topic, partition, offset) order. */
+static void release_held(struct clvd *d)
+{
+    struct clv_held h;
+
+    consumer_watermark(&d->consumer, clv_mono_ms());
+    while (d->batch.nevents < BATCH_MAX && consumer_release(&d->consumer, &h)) {
+        batch_add_event(&d->batch, &h.ev, (uint32_t)d->cfg.redis.shards);
+        push_ref(d, &h.ref);
+    }
+}
+
+/* ---- applying ---------------------------------------------------------------------- */
+
+static void add_batch_stats(struct clvd *d, const struct clv_batch *b)
+{
+    d->applied += b->stats.applied;
+    d->duplicates += b->stats.duplicates;
+}
+
+static int apply(struct clvd *d, struct clv_batch *b)
+{
+    char err[CLV_ERRLEN];
+
+    if (b->nitems == 0)
+        return 0;
+    if (state_apply_batch(&d->store, b, &d->rules, &d->cfg, err, sizeof(err)) != 0) {
+        log_warn(&d->log, "batch of %d customer(s) not applied, will retry: %s", b->nitems, err);
+        /* customers written before the failure have outbox entries nobody
+         * is publishing: drain the outboxes once Redis is back */
+        d->producer.drain_needed = 1;
+        return -1;
+    }
+    producer_send_batch(&d->producer, b);
+    add_batch_stats(d, b);
+    return 0;
+}
+
+static void apply_input(struct clvd *d)
+{
+    if (d->batch.nitems == 0 && d->nrefs == 0)
+        return;
+    if (apply(d, &d->batch) != 0) {
+        if (!d->batch_failed)
+            consumer_pause_all(&d->consumer, 1);
+        d->batch_failed = 1;
+        return;
+    }
+    for (int i = 0; i < d->nrefs; i++)
+        consumer_done(&d->consumer, &d->refs[i]);
+    if (d->batch_failed)
+        consumer_pause_all(&d->consumer, 0);
+    d->batch_failed = 0;
+    d->nrefs = 0;
+    batch_reset(&d->batch);
+}
+
+static clv_ms clock_now(struct clvd *d)
+{
+    return d->cfg.clock.mode == CLV_CLOCK_EVENT ? d->consumer.watermark : clv_now_ms();
+}
+
+static void sweep(struct clvd *d)
+{
+    char err[CLV_ERRLEN];
+    clv_ms now = clock_now(d);
+
+    if (d->batch_failed || now <= 0 || !store_connected(&d->store))
+        return;
+    batch_reset(&d->sweep);
+    if (sweeper_collect(&d->sweeper, &d->store, now, &d->sweep, err, sizeof(err)) < 0) {
+        log_warn(&d->log, "sweeper: %s", err);
+        return;
+    }
+    apply(d, &d->sweep);
+}
+
+/* ---- housekeeping ------------------------------------------------------------------ */
+
+static void serve_outputs(struct clvd *d)
+{
+    producer_poll(&d->producer, 0);
+    if (!store_connected(&d->store))
+        return;
+    producer_trim_outbox(&d->producer, &d->store);
+    producer_drain_step(&d->producer, &d->store, 64);
+}
+
+static void notify_systemd(struct clvd *d)
+{
+    clv_ms now = clv_mono_ms();
+
+    if (!d->ready && d->consumer.ever_assigned) {
+        d->ready = 1;
+        sd_notify(0, "READY=1\nSTATUS=consuming");
+        log_info(&d->log, "ready");
+    }
+    if (d->watchdog_every && now >= d->next_watchdog) {
+        sd_notify(0, "WATCHDOG=1");
+        d->next_watchdog = now + d->watchdog_every;
+    }
+    if (now >= d->next_status) {
+        sd_notifyf(0, "STATUS=%s; applied %llu events (%.0f/s); redis %s",
+                   d->ready ? "consuming" : "waiting for partitions",
+                   (unsigned long long)d->applied, (double)(d->applied - d->applied_at_status) / 5.0,
+                   store_connected(&d->store) ? "up" : "down");
+        d->applied_at_status = d->applied;
+        d->next_status = now + 5000;
+    }
+}
+
+static void reload(struct clvd *d)
+{
+    struct clv_config next, old;
+    char err[CLV_ERRLEN];
+
+    reload_requested = 0;
+    if (config_load(d->opt->config_path, &next, err, sizeof(err)) != 0) {
+        log_error(&d->log, "reload refused, keeping the running config: %s", err);
+        return;
+    }
+    if (config_reloadable(&d->cfg, &next, err, sizeof(err)) != 0) {
+        log_error(&d->log, "reload refused, keeping the running config: %s", err);
+        config_free(&next);
+        return;
+    }
+    old = d->cfg;
+    d->cfg = next;
+    config_free(&old);
+    rules_from_config(&d->rules, &d->cfg);
+    d->log.level = d->cfg.log_level;
+    log_info(&d->log, "configuration reloaded from %s", d->opt->config_path);
+}
+
+/* Every partition idle and nothing left to do (demo and tests). */
+static int finished(struct clvd *d)
+{
+    clv_ms idle = clv_mono_ms() - d->last_input_mono;
+
+    return d->opt->exit_when_idle > 0 && d->ready && idle >= d->opt->exit_when_idle &&
+           d->consumer.nheld == 0 && d->batch.nitems == 0 && d->producer.in_flight == 0 &&
+           !d->producer.drain_active && !d->producer.drain_needed;
+}
+
+static int loop(struct clvd *d)
+{
+    while (!stop_requested) {
+        if (reload_requested)
+            reload(d);
+        if (poll_input(d, d->batch_failed ? 200 : 50) != 0)
+            return 1;
+        if (d->cfg.clock.mode == CLV_CLOCK_EVENT && !d->batch_failed)
+            release_held(d);
+        apply_input(d);
+        sweep(d);
+        serve_outputs(d);
+        notify_systemd(d);
+        if (d->producer.fatal) {
+            log_error(&d->log, "kafka: cannot deliver; exiting so that a restart retries");
+            return 1;
+        }
+        if (finished(d))
+            break;
+    }
+    return 0;
+}
+
+/* ---- start and stop ---------------------------------------------------------------- */
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int start(struct clvd *d, char *err, size_t errlen)
+{
+    const char *brokers = d->cfg.kafka.brokers;
+    uint64_t wd_usec = 0;
+
+    if (strcmp(brokers, "embedded") == 0) {
+        if (embedded_start(&d->emb, &d->cfg, err, errlen) != 0)
+            return -1;
+        brokers = d->emb.bootstraps;
+        log_warn(&d->log, "kafka: embedded mock cluster at %s -- for demos and tests, never for "
+                          "production",
+                 brokers);
+    }
+    store_init(&d->store, &d->cfg.redis, &d->log);
+    if (store_ensure(&d->store, err, errlen) != 0)
+        return -1;
+    if (consumer_open(&d->consumer, &d->cfg, brokers, &d->log, err, errlen) != 0)
+        return -1;
+    if (producer_open(&d->producer, &d->cfg, brokers, &d->consumer, &d->log, err, errlen) != 0)
+        return -1;
+    sweeper_init(&d->sweeper, (uint32_t)d->cfg.redis.shards);
+    if (sd_watchdog_enabled(0, &wd_usec) > 0)
+        d->watchdog_every = (clv_ms)(wd_usec / 2000);
+    d->last_input_mono = clv_mono_ms();
+    return 0;
+}
+
+/* Finish the batch in hand, flush outputs, commit offsets (SPEC section 8). */
+static void shutdown_gracefully(struct clvd *d)
+{
+    clv_ms deadline = clv_mono_ms() + SHUTDOWN_GRACE_MS;
+    char err[CLV_ERRLEN];
+
+    log_info(&d->log, "shutting down");
+    sd_notify(0, "STOPPING=1");
+    while ((d->batch.nitems > 0 || d->nrefs > 0) && clv_mono_ms() < deadline) {
+        store_ensure(&d->store, err, sizeof(err));
+        apply_input(d);
+        if (d->batch.nitems > 0)
+            producer_poll(&d->producer, 100);
+    }
+    producer_flush(&d->producer, 3000);
+    producer_poll(&d->producer, 0);
+    if (store_connected(&d->store))
+        producer_trim_outbox(&d->producer, &d->store);
+}
+
+static void teardown(struct clvd *d)
+{
+    consumer_close(&d->consumer); /* commits the stored offsets */
+    producer_close(&d->producer);
+    store_disconnect(&d->store);
+    embedded_stop(&d->emb);
+    batch_free(&d->batch);
+    batch_free(&d->sweep);
+    sbuf_free(&d->dlq);
+    free(d->refs);
+    config_free(&d->cfg);
+}
+
+int clvd_run(const struct clvd_options *opt)
+{
+    struct clvd *d = calloc(1, sizeof(*d));
+    char err[CLV_ERRLEN];
+    int status = 1;
+
+    if (d == NULL)
+        return 1;
+    d->opt = opt;
+    log_init(&d->log, CLV_LOG_INFO, CLV_LOG_TEXT);
+    if (config_load(opt->config_path, &d->cfg, err, sizeof(err)) != 0) {
+        log_error(&d->log, "%s", err);
+        free(d);
+        return 2;
+    }
+    log_init(&d->log, d->cfg.log_level, d->cfg.log_format);
+    rules_from_config(&d->rules, &d->cfg);
+    batch_init(&d->batch);
+    batch_init(&d->sweep);
+    sbuf_init(&d->dlq);
+    install_signals();
+    log_info(&d->log, "clvd %s starting (clock %s, %d shards)", CLVD_VERSION,
+             d->cfg.clock.mode == CLV_CLOCK_EVENT ? "event" : "wall", d->cfg.redis.shards);
+    if (start(d, err, sizeof(err)) != 0) {
+        log_error(&d->log, "%s", err);
+        goto out;
+    }
+    status = loop(d);
+    shutdown_gracefully(d);
+    log_info(&d->log, "stopped: consumed %llu, applied %llu, duplicates %llu",
+             (unsigned long long)(d->consumed[0] + d->consumed[1] + d->consumed[2]),
+             (unsigned long long)d->applied, (unsigned long long)d->duplicates);
+out:
+    teardown(d);
+    free(d);
+    return status;
+}

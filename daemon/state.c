@@ -1,0 +1,733 @@
+/* state.c -- Redis connection, scripts and the batched compare-and-set. */
+#include "state.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+
+extern const char clv_lua_apply[];
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define MAX_CAS_ROUNDS 32
+
+/* ---- connection ------------------------------------------------------------ */
+
+void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg)
+{
+    memset(st, 0, sizeof(*st));
+    st->cfg = cfg;
+    st->log = lg;
+}
+
+int store_connected(const struct clv_store *st)
+{
+    return st->ctx != NULL;
+}
+
+void store_disconnect(struct clv_store *st)
+{
+    if (st->ctx) {
+        redisFree(st->ctx);
+        st->ctx = NULL;
+    }
+}
+
+/* hiredis 0.14: after an I/O or protocol error the context is unusable. */
+static void drop_broken(struct clv_store *st)
+{
+    if (st->ctx && st->ctx->err) {
+        log_warn(st->log, "redis: connection lost: %s", st->ctx->errstr);
+        store_disconnect(st);
+    }
+}
+
+redisReply *store_command(struct clv_store *st, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    if (st->ctx == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    r = redisvCommand(st->ctx, fmt, ap);
+    va_end(ap);
+    st->round_trips++;
+    st->commands++;
+    if (r == NULL)
+        drop_broken(st);
+    return r;
+}
+
+redisReply *store_command_argv(struct clv_store *st, int argc, const char **argv,
+                               const size_t *argvlen)
+{
+    redisReply *r;
+
+    if (st->ctx == NULL)
+        return NULL;
+    r = redisCommandArgv(st->ctx, argc, argv, argvlen);
+    st->round_trips++;
+    st->commands++;
+    if (r == NULL)
+        drop_broken(st);
+    return r;
+}
+
+void store_append_argv(struct clv_store *st, int argc, const char **argv, const size_t *argvlen)
+{
+    if (st->ctx == NULL)
+        return;
+    redisAppendCommandArgv(st->ctx, argc, argv, argvlen);
+    st->commands++;
+}
+
+redisReply *store_read_reply(struct clv_store *st)
+{
+    void *r = NULL;
+
+    if (st->ctx == NULL)
+        return NULL;
+    if (redisGetReply(st->ctx, &r) != REDIS_OK) {
+        drop_broken(st);
+        return NULL;
+    }
+    return r;
+}
+
+static int reply_error(redisReply *r, const char *what, char *err, size_t errlen)
+{
+    if (r == NULL) {
+        clv_seterr(err, errlen, "%s: connection lost", what);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        clv_seterr(err, errlen, "%s: %s", what, r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+    return 0;
+}
+
+static redisContext *open_context(const struct clv_redis_config *cfg)
+{
+    struct timeval tv = {cfg->timeout_ms / 1000, (cfg->timeout_ms % 1000) * 1000};
+    redisContext *ctx;
+
+    if (cfg->unix_socket && cfg->unix_socket[0])
+        ctx = redisConnectUnixWithTimeout(cfg->unix_socket, tv);
+    else
+        ctx = redisConnectWithTimeout(cfg->host, cfg->port, tv);
+    if (ctx && !ctx->err)
+        redisSetTimeout(ctx, tv);
+    return ctx;
+}
+
+static int authenticate(struct clv_store *st, char *err, size_t errlen)
+{
+    const struct clv_redis_config *cfg = st->cfg;
+    redisReply *r;
+
+    if (cfg->password == NULL || cfg->password[0] == '\0')
+        return 0;
+    if (cfg->user && cfg->user[0])
+        r = store_command(st, "AUTH %s %s", cfg->user, cfg->password);
+    else
+        r = store_command(st, "AUTH %s", cfg->password);
+    if (reply_error(r, "redis AUTH", err, errlen) != 0)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static int select_db(struct clv_store *st, char *err, size_t errlen)
+{
+    redisReply *r;
+
+    if (st->cfg->db == 0)
+        return 0;
+    r = store_command(st, "SELECT %d", st->cfg->db);
+    if (reply_error(r, "redis SELECT", err, errlen) != 0)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static int load_scripts(struct clv_store *st, char *err, size_t errlen)
+{
+    redisReply *r = store_command(st, "SCRIPT LOAD %s", clv_lua_apply);
+
+    if (reply_error(r, "redis SCRIPT LOAD", err, errlen) != 0)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        clv_seterr(err, errlen, "redis SCRIPT LOAD: unexpected reply");
+        freeReplyObject(r);
+        return -1;
+    }
+    memcpy(st->apply_sha, r->str, 40);
+    st->apply_sha[40] = '\0';
+    freeReplyObject(r);
+    return 0;
+}
+
+/* The shard count decides where every customer lives: it is written on
+ * first start and must match on every later one. */
+static int check_shards(struct clv_store *st, char *err, size_t errlen)
+{
+    char key[CLV_KEY_MAX];
+    redisReply *r;
+    long have;
+
+    keys_meta(key, st->cfg->key_prefix);
+    r = store_command(st, "HSETNX %s shards %d", key, st->cfg->shards);
+    if (reply_error(r, "redis HSETNX meta", err, errlen) != 0)
+        return -1;
+    freeReplyObject(r);
+    r = store_command(st, "HGET %s shards", key);
+    if (reply_error(r, "redis HGET meta", err, errlen) != 0)
+        return -1;
+    have = r->type == REDIS_REPLY_STRING ? strtol(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    if (have != st->cfg->shards) {
+        clv_seterr(err, errlen,
+                   "redis.shards is %d but this deployment was created with %ld shards (%s); "
+                   "the shard count cannot change",
+                   st->cfg->shards, have, key);
+        return -1;
+    }
+    return 0;
+}
+
+static int connect_now(struct clv_store *st, char *err, size_t errlen)
+{
+    st->ctx = open_context(st->cfg);
+    if (st->ctx == NULL || st->ctx->err) {
+        clv_seterr(err, errlen, "redis connect: %s",
+                   st->ctx ? st->ctx->errstr : "cannot allocate context");
+        store_disconnect(st);
+        return -1;
+    }
+    if (authenticate(st, err, errlen) != 0 || select_db(st, err, errlen) != 0 ||
+        load_scripts(st, err, errlen) != 0 || check_shards(st, err, errlen) != 0) {
+        store_disconnect(st);
+        return -1;
+    }
+    return 0;
+}
+
+int store_ensure(struct clv_store *st, char *err, size_t errlen)
+{
+    clv_ms now = clv_mono_ms();
+
+    if (st->ctx)
+        return 0;
+    if (now < st->next_attempt) {
+        clv_seterr(err, errlen, "redis: waiting %lld ms before reconnecting",
+                   (long long)(st->next_attempt - now));
+        return -1;
+    }
+    if (connect_now(st, err, errlen) != 0) {
+        st->backoff = st->backoff ? st->backoff * 2 : BACKOFF_MIN_MS;
+        if (st->backoff > BACKOFF_MAX_MS)
+            st->backoff = BACKOFF_MAX_MS;
+        st->next_attempt = now + st->backoff;
+        return -1;
+    }
+    st->backoff = 0;
+    st->reconnected = 1;
+    log_info(st->log, "redis: connected to %s",
+             st->cfg->unix_socket[0] ? st->cfg->unix_socket : st->cfg->host);
+    return 0;
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+void batch_init(struct clv_batch *b)
+{
+    memset(b, 0, sizeof(*b));
+    sbuf_init(&b->out);
+}
+
+void batch_free(struct clv_batch *b)
+{
+    free(b->events);
+    free(b->ev_next);
+    free(b->items);
+    free(b->index);
+    free(b->msgs);
+    free(b->blobs);
+    sbuf_free(&b->out);
+    batch_init(b);
+}
+
+void batch_reset(struct clv_batch *b)
+{
+    b->nevents = b->nitems = b->nmsgs = 0;
+    if (b->index)
+        memset(b->index, -1, sizeof(int) * (size_t)b->index_cap);
+    sbuf_reset(&b->out);
+    memset(&b->stats, 0, sizeof(b->stats));
+}
+
+static void *grow(void *p, int *cap, int need, size_t elem)
+{
+    int n = *cap ? *cap : 64;
+
+    if (need <= *cap)
+        return p;
+    while (n < need)
+        n *= 2;
+    p = realloc(p, (size_t)n * elem);
+    if (p == NULL)
+        abort();
+    *cap = n;
+    return p;
+}
+
+static uint64_t id_hash(const char *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)id[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void index_rebuild(struct clv_batch *b, int cap)
+{
+    free(b->index);
+    b->index = malloc(sizeof(int) * (size_t)cap);
+    if (b->index == NULL)
+        abort();
+    b->index_cap = cap;
+    memset(b->index, -1, sizeof(int) * (size_t)cap);
+    for (int i = 0; i < b->nitems; i++) {
+        size_t h = id_hash(b->items[i].id, b->items[i].idlen) & (size_t)(cap - 1);
+        while (b->index[h] >= 0)
+            h = (h + 1) & (size_t)(cap - 1);
+        b->index[h] = i;
+    }
+}
+
+/* The item of a customer, created on first sight. */
+static struct clv_item *item_for(struct clv_batch *b, const char *id, size_t idlen,
+                                 uint32_t shards)
+{
+    size_t h;
+    struct clv_item *it;
+
+    if (b->index_cap < 2 * (b->nitems + 1))
+        index_rebuild(b, b->index_cap ? b->index_cap * 2 : 256);
+    h = id_hash(id, idlen) & (size_t)(b->index_cap - 1);
+    for (; b->index[h] >= 0; h = (h + 1) & (size_t)(b->index_cap - 1)) {
+        it = &b->items[b->index[h]];
+        if (it->idlen == idlen && memcmp(it->id, id, idlen) == 0)
+            return it;
+    }
+    b->items = grow(b->items, &b->items_cap, b->nitems + 1, sizeof(*b->items));
+    b->index[h] = b->nitems;
+    it = &b->items[b->nitems++];
+    memcpy(it->id, id, idlen);
+    it->id[idlen] = '\0';
+    it->idlen = idlen;
+    it->shard = keys_shard_of(id, idlen, shards);
+    it->ev_head = it->ev_tail = -1;
+    it->advance_to = 0;
+    it->done = 0;
+    return it;
+}
+
+void batch_add_event(struct clv_batch *b, const struct clv_event *ev, uint32_t shards)
+{
+    struct clv_item *it = item_for(b, ev->customer_id, ev->customer_id_len, shards);
+    int cap = b->events_cap;
+
+    b->events = grow(b->events, &b->events_cap, b->nevents + 1, sizeof(*b->events));
+    b->ev_next = grow(b->ev_next, &cap, b->nevents + 1, sizeof(*b->ev_next));
+    b->events[b->nevents] = *ev;
+    b->ev_next[b->nevents] = -1;
+    if (it->ev_tail >= 0)
+        b->ev_next[it->ev_tail] = b->nevents;
+    else
+        it->ev_head = b->nevents;
+    it->ev_tail = b->nevents++;
+}
+
+void batch_add_advance(struct clv_batch *b, const char *id, size_t idlen, uint32_t shards,
+                       clv_ms until)
+{
+    struct clv_item *it = item_for(b, id, idlen, shards);
+
+    if (until > it->advance_to)
+        it->advance_to = until;
+}
+
+size_t state_outbox_field(char *buf, size_t buflen, enum clv_out_topic topic, uint32_t seq,
+                          const char *id, size_t idlen)
+{
+    int n = snprintf(buf, buflen, "%d:%u:", (int)topic, seq);
+
+    if (n < 0 || (size_t)n + idlen >= buflen)
+        return 0;
+    memcpy(buf + n, id, idlen);
+    buf[(size_t)n + idlen] = '\0';
+    return (size_t)n + idlen;
+}
+
+/* ---- phase 1: read every state ------------------------------------------------ */
+
+static int load_state(struct clv_item *it, redisReply *r, char *err, size_t errlen)
+{
+    if (r->type == REDIS_REPLY_NIL) {
+        customer_init(&it->c);
+        it->existed = 0;
+        memset(it->old_version, 0, 8);
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len < 8) {
+        clv_seterr(err, errlen, "customer %s: unexpected state reply", it->id);
+        return -1;
+    }
+    if (customer_decode(&it->c, (const unsigned char *)r->str, r->len, err, errlen) != 0)
+        return -1;
+    it->existed = 1;
+    memcpy(it->old_version, r->str, 8);
+    return 0;
+}
+
+static int read_states(struct clv_store *st, struct clv_batch *b, char *err, size_t errlen)
+{
+    char key[CLV_KEY_MAX];
+    const char *argv[2] = {"GET", key};
+    size_t argvlen[2] = {3, 0};
+    int rc = 0;
+
+    for (int i = 0; i < b->nitems; i++) {
+        struct clv_item *it = &b->items[i];
+        argvlen[1] = keys_customer(key, st->cfg->key_prefix, it->shard, it->id, it->idlen);
+        store_append_argv(st, 2, argv, argvlen);
+    }
+    st->round_trips++;
+    for (int i = 0; i < b->nitems; i++) {
+        redisReply *r = store_read_reply(st);
+        if (r == NULL) {
+            clv_seterr(err, errlen, "redis GET: connection lost");
+            return -1;
+        }
+        if (rc == 0 && reply_error(r, "redis GET", err, errlen) != 0) {
+            rc = -1;
+            continue;
+        }
+        if (rc == 0 && load_state(&b->items[i], r, err, errlen) != 0)
+            rc = -1;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* ---- phase 2: compute ------------------------------------------------------------ */
+
+static void render_messages(struct clv_batch *b, struct clv_item *it, int item,
+                            const struct clv_transitions *tr, const struct clv_config *cfg,
+                            clv_ms now)
+{
+    struct clv_outmsg m[CLV_MAX_MSGS_PER_TRANSITION];
+
+    it->msg_first = b->nmsgs;
+    for (int i = 0; i < tr->n; i++) {
+        int n = output_transition(&tr->t[i], it->id, it->idlen, cfg->tiers, cfg->ntiers, now,
+                                  &b->out, m);
+        b->msgs = grow(b->msgs, &b->msgs_cap, b->nmsgs + n, sizeof(*b->msgs));
+        for (int k = 0; k < n; k++)
+            b->msgs[b->nmsgs++] = (struct clv_batch_msg){item, m[k].topic, tr->t[i].seq,
+                                                         m[k].off, m[k].len};
+    }
+    it->msg_count = b->nmsgs - it->msg_first;
+}
+
+static void append_transitions(struct clv_transitions *all,
+                               const struct clv_transitions *tr)
+{
+    for (int i = 0; i < tr->n && all->n < CLV_MAX_TRANSITIONS; i++)
+        all->t[all->n++] = tr->t[i];
+}
+
+/* Apply the item's events and deadlines to its state, collecting every
+ * transition in `all`.  Returns 1 if the state must be written. */
+static int compute_item(struct clv_batch *b, struct clv_item *it, const struct clv_rules *rules,
+                        struct clv_transitions *all)
+{
+    int changed = 0;
+
+    all->n = 0;
+    it->from_stage = it->c.stage;
+    it->n_applied = it->n_duplicates = 0;
+    for (int e = it->ev_head; e >= 0; e = b->ev_next[e]) {
+        b->tr.n = 0;
+        if (stages_apply_event(&it->c, rules, &b->events[e], &b->tr) == CLV_DUPLICATE) {
+            it->n_duplicates++;
+            continue;
+        }
+        it->n_applied++;
+        changed = 1;
+        append_transitions(all, &b->tr);
+    }
+    if (it->advance_to) {
+        b->tr.n = 0;
+        stages_advance(&it->c, rules, it->advance_to, &b->tr);
+        append_transitions(all, &b->tr);
+        /* a sweep of an existing customer always writes, so that a due
+         * entry made stale by a rule change (SIGHUP) is refreshed */
+        changed = changed || it->existed;
+    }
+    return changed;
+}
+
+static void record_transitions(struct clv_item *it, const struct clv_transitions *all)
+{
+    it->ntr = 0;
+    for (int i = 0; i < all->n; i++) {
+        const struct clv_transition *t = &all->t[i];
+        it->tr_from[it->ntr] = (int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from);
+        it->tr_to[it->ntr++] = (int8_t)t->to;
+    }
+}
+
+/* Compute the item and prepare what its compare-and-set writes.  Returns 1
+ * if there is something to write. */
+static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *rules,
+                        const struct clv_config *cfg, clv_ms now)
+{
+    struct clv_item *it = &b->items[item];
+    struct clv_transitions *all = &b->all;
+    unsigned char *blob = b->blobs + (size_t)item * CLV_STATE_MAX_BYTES;
+    clv_ms due;
+
+    if (!compute_item(b, it, rules, all)) {
+        it->bloblen = 0;
+        it->msg_count = 0;
+        it->ntr = 0;
+        return 0;
+    }
+    record_transitions(it, all);
+    render_messages(b, it, item, all, cfg, now);
+    it->c.version++;
+    it->bloblen = customer_encode(&it->c, blob, CLV_STATE_MAX_BYTES);
+    due = stages_next_deadline(&it->c, rules);
+    it->due = due;
+    return 1;
+}
+
+/* ---- phase 3: compare-and-set ----------------------------------------------------- */
+
+
+static void arg(struct clv_cas_args *a, const char *p, size_t len)
+{
+    a->argv[a->argc] = p;
+    a->argvlen[a->argc++] = len;
+}
+
+static void arg_str(struct clv_cas_args *a, const char *p)
+{
+    arg(a, p, strlen(p));
+}
+
+/* Stage populations move with the customer: -1 where it was, +1 where it is. */
+static void stats_args(struct clv_cas_args *a, const struct clv_item *it)
+{
+    if (it->from_stage == it->c.stage)
+        return;
+    if (it->from_stage != CLV_STAGE_NONE) {
+        arg_str(a, stage_name(it->from_stage));
+        arg_str(a, "-1");
+    }
+    arg_str(a, stage_name(it->c.stage));
+    arg_str(a, "1");
+}
+
+static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struct clv_cas_args *a)
+{
+    struct clv_item *it = &b->items[item];
+    const char *prefix = st->cfg->key_prefix;
+    int nf = 0;
+
+    a->argc = 0;
+    arg_str(a, "EVALSHA");
+    arg_str(a, st->apply_sha);
+    arg_str(a, "4");
+    arg(a, a->keys[0], keys_customer(a->keys[0], prefix, it->shard, it->id, it->idlen));
+    arg(a, a->keys[1], keys_due(a->keys[1], prefix, it->shard));
+    arg(a, a->keys[2], keys_outbox(a->keys[2], prefix, it->shard));
+    arg(a, a->keys[3], keys_stats(a->keys[3], prefix, it->shard));
+    arg(a, it->old_version, it->existed ? 8 : 0);
+    arg(a, (const char *)b->blobs + (size_t)item * CLV_STATE_MAX_BYTES, it->bloblen);
+    arg(a, it->id, it->idlen);
+    if (it->due)
+        snprintf(a->due, sizeof(a->due), "%lld", (long long)it->due);
+    else
+        a->due[0] = '\0';
+    arg_str(a, a->due);
+    snprintf(a->nout, sizeof(a->nout), "%d", it->msg_count);
+    arg_str(a, a->nout);
+    for (int m = it->msg_first; m < it->msg_first + it->msg_count; m++, nf++) {
+        const struct clv_batch_msg *msg = &b->msgs[m];
+        arg(a, a->fields[nf],
+            state_outbox_field(a->fields[nf], sizeof(a->fields[nf]), msg->topic, msg->seq, it->id,
+                               it->idlen));
+        arg(a, b->out.buf + msg->off, msg->len);
+    }
+    stats_args(a, it);
+}
+
+static void add_item_stats(struct clv_batch *b, const struct clv_item *it)
+{
+    b->stats.applied += (uint64_t)it->n_applied;
+    b->stats.duplicates += (uint64_t)it->n_duplicates;
+    for (int i = 0; i < it->ntr; i++) {
+        if (it->tr_from[i] == -2)
+            b->stats.tier_changes++;
+        else
+            b->stats.transitions[it->tr_from[i] + 1][it->tr_to[i]]++;
+    }
+}
+
+enum cas_outcome { CAS_DONE, CAS_CONFLICT, CAS_NOSCRIPT, CAS_FAILED };
+
+static enum cas_outcome cas_reply(struct clv_item *it, redisReply *r, char *err, size_t errlen)
+{
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        return CAS_DONE;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+        return CAS_NOSCRIPT;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0) {
+        if (load_state(it, r->element[1], err, errlen) != 0)
+            return CAS_FAILED;
+        return CAS_CONFLICT;
+    }
+    clv_seterr(err, errlen, "redis EVALSHA apply: %s",
+               r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    return CAS_FAILED;
+}
+
+/* Send the prepared items' scripts and sort out the replies.  Items that
+ * conflicted get their fresh state loaded and need preparing again
+ * (`redo`); after NOSCRIPT (Redis restarted or failed over) the script is
+ * loaded again and the same writes are re-sent (`resend`). */
+static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, int nsent,
+                         int *redo, int *nredo, int *resend, int *nresend, char *err,
+                         size_t errlen)
+{
+    struct clv_cas_args *a = &b->cas;
+    int rc = 0;
+
+    for (int i = 0; i < nsent; i++) {
+        build_cas(st, b, sent[i], a);
+        store_append_argv(st, a->argc, a->argv, a->argvlen);
+    }
+    st->round_trips++;
+    *nredo = *nresend = 0;
+    for (int i = 0; i < nsent; i++) {
+        struct clv_item *it = &b->items[sent[i]];
+        redisReply *r = store_read_reply(st);
+        if (r == NULL) {
+            clv_seterr(err, errlen, "redis EVALSHA: connection lost");
+            return -1;
+        }
+        switch (rc ? CAS_FAILED : cas_reply(it, r, err, errlen)) {
+        case CAS_DONE:
+            it->done = 1;
+            add_item_stats(b, it);
+            break;
+        case CAS_CONFLICT:
+            b->stats.conflicts++;
+            redo[(*nredo)++] = sent[i];
+            break;
+        case CAS_NOSCRIPT:
+            resend[(*nresend)++] = sent[i];
+            break;
+        case CAS_FAILED:
+            rc = -1;
+            break;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static void finish_unchanged(struct clv_batch *b, int item)
+{
+    b->items[item].done = 1;
+    add_item_stats(b, &b->items[item]);
+}
+
+static int reload_script(struct clv_store *st, char *err, size_t errlen)
+{
+    log_warn(st->log, "redis: script cache empty (restart or failover?): loading it again");
+    return load_scripts(st, err, errlen);
+}
+
+static void reserve_work(struct clv_batch *b)
+{
+    size_t need = (size_t)b->nitems * CLV_STATE_MAX_BYTES;
+    int cap = b->work_cap;
+
+    if (b->blobs_cap < need) {
+        free(b->blobs);
+        b->blobs = malloc(need);
+        if (b->blobs == NULL)
+            abort();
+        b->blobs_cap = need;
+    }
+    b->work = grow(b->work, &cap, 3 * b->nitems, sizeof(int));
+    b->work_cap = cap;
+}
+
+int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct clv_rules *rules,
+                      const struct clv_config *cfg, char *err, size_t errlen)
+{
+    clv_ms now = clv_now_ms();
+    int *todo, *redo, *resend, ntodo = 0, nredo = 0, nresend = 0;
+
+    if (b->nitems == 0)
+        return 0;
+    if (store_ensure(st, err, errlen) != 0)
+        return -1;
+    reserve_work(b);
+    todo = b->work;
+    redo = todo + b->nitems;
+    resend = redo + b->nitems;
+    if (read_states(st, b, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < b->nitems; i++)
+        redo[nredo++] = i;
+    for (int round = 0; nredo > 0 || nresend > 0; round++) {
+        if (round == MAX_CAS_ROUNDS) {
+            clv_seterr(err, errlen, "customer %s: state keeps changing under us",
+                       b->items[redo[0]].id);
+            return -1;
+        }
+        ntodo = 0;
+        for (int i = 0; i < nresend; i++)
+            todo[ntodo++] = resend[i];
+        for (int i = 0; i < nredo; i++) {
+            if (prepare_item(b, redo[i], rules, cfg, now))
+                todo[ntodo++] = redo[i];
+            else
+                finish_unchanged(b, redo[i]);
+        }
+        if (nresend > 0 && reload_script(st, err, errlen) != 0)
+            return -1;
+        if (ntodo > 0 &&
+            run_cas_round(st, b, todo, ntodo, redo, &nredo, resend, &nresend, err, errlen) != 0)
+            return -1;
+        if (ntodo == 0)
+            nredo = nresend = 0;
+    }
+    return 0;
+}

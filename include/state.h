@@ -1,0 +1,142 @@
+/* state.h -- customer state in Redis: connection, scripts, batched updates.
+ *
+ * A batch is a set of customers, each with the events to apply (in order)
+ * and/or a time to advance to.  state_apply_batch() runs it in two pipelined
+ * round trips: GET every state, compute every update in C (stages.h), then
+ * one EVALSHA of apply.lua per changed customer, which writes state, due
+ * index, outbox and counters atomically if the state is unchanged since the
+ * GET.  A customer whose state changed meanwhile (another instance, the
+ * sweeper) is recomputed from the state the script returned and sent again. */
+#ifndef CLVD_STATE_H
+#define CLVD_STATE_H
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "customer.h"
+#include "event.h"
+#include "keys.h"
+#include "log.h"
+#include "output.h"
+#include "sbuf.h"
+#include "stages.h"
+
+struct clv_store {
+    redisContext *ctx; /* NULL while disconnected */
+    const struct clv_redis_config *cfg;
+    const struct clv_log *log;
+    char apply_sha[41];
+    uint64_t round_trips, commands; /* for the metrics and the benchmark */
+    clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
+    clv_ms backoff;
+    int reconnected;                /* set on each new connection; cleared by the owner */
+};
+
+void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);
+
+/* Connect (AUTH, SELECT, load scripts, check the shard count) unless
+ * connected.  Honours the backoff: returns -1 without trying before it ends. */
+int store_ensure(struct clv_store *st, char *err, size_t errlen);
+void store_disconnect(struct clv_store *st);
+int store_connected(const struct clv_store *st);
+
+/* Run one command and return its reply (caller frees), or NULL after an I/O
+ * error (the connection is dropped). */
+redisReply *store_command(struct clv_store *st, const char *fmt, ...);
+redisReply *store_command_argv(struct clv_store *st, int argc, const char **argv,
+                               const size_t *argvlen);
+
+/* Pipelining: append commands, then read their replies in order. */
+void store_append_argv(struct clv_store *st, int argc, const char **argv, const size_t *argvlen);
+redisReply *store_read_reply(struct clv_store *st);
+
+/* ---- batches -------------------------------------------------------------- */
+
+struct clv_item {
+    char id[CLV_ID_MAX + 1];
+    size_t idlen;
+    uint32_t shard;
+    int ev_head, ev_tail; /* linked list of this customer's events, -1 if none */
+    clv_ms advance_to;    /* apply deadlines up to here; 0 = only the events */
+    int done;             /* written (or nothing to write) */
+    int from_stage;       /* stage before the batch, for the counters */
+    int existed;
+    char old_version[8];
+    /* what the compare-and-set writes, kept so it can be re-sent as is */
+    size_t bloblen;
+    clv_ms due;
+    int msg_first, msg_count;
+    int n_applied, n_duplicates;
+    int ntr;
+    int8_t tr_from[CLV_MAX_TRANSITIONS], tr_to[CLV_MAX_TRANSITIONS]; /* from -2: tier */
+    struct clv_customer c;
+};
+
+struct clv_batch_msg {
+    int item;
+    enum clv_out_topic topic;
+    uint32_t seq;
+    size_t off, len; /* payload in batch->out */
+};
+
+struct clv_batch_stats {
+    uint64_t applied, duplicates, conflicts;
+    uint64_t transitions[CLV_STAGE_COUNT + 1][CLV_STAGE_COUNT]; /* [from+1][to] */
+    uint64_t tier_changes;
+};
+
+/* Arguments of one EVALSHA, built in place (internal to state.c). */
+struct clv_cas_args {
+    const char *argv[16 + 4 * CLV_MAX_TRANSITIONS + 8];
+    size_t argvlen[16 + 4 * CLV_MAX_TRANSITIONS + 8];
+    int argc;
+    char keys[4][CLV_KEY_MAX];
+    char due[32];
+    char nout[16];
+    char fields[2 * CLV_MAX_TRANSITIONS][32 + CLV_ID_MAX];
+};
+
+struct clv_batch {
+    struct clv_event *events;
+    int *ev_next;
+    int nevents, events_cap;
+    struct clv_item *items;
+    int nitems, items_cap;
+    int *index; /* open addressing: customer id -> item */
+    int index_cap;
+    struct clv_sbuf out;
+    struct clv_batch_msg *msgs;
+    int nmsgs, msgs_cap;
+    struct clv_batch_stats stats;
+    /* scratch reused by every batch */
+    struct clv_transitions tr, all;
+    unsigned char *blobs; /* encoded states, CLV_STATE_MAX_BYTES per item */
+    size_t blobs_cap;
+    int *work;
+    int work_cap;
+    struct clv_cas_args cas;
+};
+
+void batch_init(struct clv_batch *b);
+void batch_free(struct clv_batch *b);
+void batch_reset(struct clv_batch *b);
+
+/* Queue an event (copied) for its customer. */
+void batch_add_event(struct clv_batch *b, const struct clv_event *ev, uint32_t shards);
+/* Queue a customer to advance to `until` (the sweeper). */
+void batch_add_advance(struct clv_batch *b, const char *id, size_t idlen, uint32_t shards,
+                       clv_ms until);
+
+/* Apply the batch.  On success every item is durable in Redis and its
+ * messages are in batch->msgs (and in the shards' outboxes).  On failure
+ * (Redis unreachable or erroring) nothing is reported applied; the caller
+ * retries the whole batch later, which is safe: the compare-and-set and the
+ * event-id de-duplication make a repeated update change nothing twice. */
+int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct clv_rules *rules,
+                      const struct clv_config *cfg, char *err, size_t errlen);
+
+/* Outbox field for a message, "<topic>:<seq>:<id>"; returns its length. */
+size_t state_outbox_field(char *buf, size_t buflen, enum clv_out_topic topic, uint32_t seq,
+                          const char *id, size_t idlen);
+
+#endif

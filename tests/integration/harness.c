@@ -1,0 +1,1175 @@
+/* harness.c -- building blocks of the clvd integration tests (see harness.h). */
+#define _GNU_SOURCE /* pipe2, vasprintf, nftw, strsignal, open_memstream */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+const char *const h_input_topics[] = {H_T_PURCHASES, H_T_LOGINS, H_T_VISITS, NULL};
+const char *const h_output_topics[] = {H_T_STAGE,  H_T_CHURN, H_T_WINBACK, H_T_TIER,
+                                       H_T_ALERTS, H_T_DEAD,  NULL};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int verbose(void)
+{
+    const char *v = getenv("CLVD_IT_VERBOSE");
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!verbose())
+        return;
+    va_start(ap, fmt);
+    fputs("[harness] ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- misc ---------------------------------------------------------------- */
+
+int64_t h_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t h_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+int64_t h_ts(const char *s)
+{
+    struct tm tm;
+    int y, mo, d, h, mi, sec, ms = 0, n = 0;
+    const char *p;
+
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        goto bad;
+    p = s + n;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    if (strcmp(p, "Z") != 0)
+        goto bad;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+bad:
+    fprintf(stderr, "h_ts: malformed timestamp literal \"%s\"\n", s);
+    abort();
+}
+
+char *h_fmt_ts(int64_t ms, char *buf, size_t buflen)
+{
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (int64_t)secs * 1000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return buf;
+}
+
+int h_tmpdir_create(char *out, size_t outlen, char *err, size_t errlen)
+{
+    const char *base = getenv("TMPDIR");
+
+    if (base == NULL || *base == '\0')
+        base = "/tmp";
+    if ((size_t)snprintf(out, outlen, "%s/clvd-it.XXXXXX", base) >= outlen) {
+        seterr(err, errlen, "temp dir name too long");
+        return -1;
+    }
+    if (mkdtemp(out) == NULL) {
+        seterr(err, errlen, "mkdtemp %s: %s", out, strerror(errno));
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void h_tmpdir_remove(const char *dir)
+{
+    const char *keep = getenv("CLVD_IT_KEEP");
+
+    if (dir == NULL || dir[0] == '\0')
+        return;
+    if (keep != NULL && *keep != '\0' && strcmp(keep, "0") != 0) {
+        fprintf(stderr, "[harness] keeping %s\n", dir);
+        return;
+    }
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int h_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (f == NULL) {
+        seterr(err, errlen, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        seterr(err, errlen, "write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void h_dump_file(const char *path, const char *title, size_t tail_bytes, FILE *out)
+{
+    FILE *f;
+    long size;
+    char buf[4096];
+    size_t n;
+
+    if (path == NULL || path[0] == '\0')
+        return;
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(out, "==== %s (%s): cannot open: %s\n", title, path, strerror(errno));
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    if (size > (long)tail_bytes) {
+        fseek(f, size - (long)tail_bytes, SEEK_SET);
+        fprintf(out, "==== %s (%s), last %zu of %ld bytes:\n", title, path, tail_bytes, size);
+    } else {
+        fseek(f, 0, SEEK_SET);
+        fprintf(out, "==== %s (%s):\n", title, path);
+    }
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, out);
+    fprintf(out, "==== end of %s\n", title);
+    fclose(f);
+}
+
+/* ---- child processes ------------------------------------------------------- */
+
+/* Fork and exec argv with stdin from /dev/null and stdout+stderr appended to
+ * `log`.  The child dies with SIGKILL if the test process dies.  An exec
+ * failure is reported through a close-on-exec pipe. */
+static pid_t spawn(char *const argv[], const char *log, char *err, size_t errlen)
+{
+    int pfd[2], child_errno = 0;
+    pid_t parent = getpid(), pid;
+    ssize_t n;
+
+    if (pipe2(pfd, O_CLOEXEC) == -1) {
+        seterr(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid == -1) {
+        seterr(err, errlen, "fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        int fd;
+        close(pfd[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        setpgid(0, 0); /* own process group: a ^C on the tests does not hit it first */
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            close(fd);
+        }
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        child_errno = errno;
+        if (write(pfd[1], &child_errno, sizeof(child_errno)) < 0) {
+            /* nothing more to do */
+        }
+        _exit(127);
+    }
+    close(pfd[1]);
+    do
+        n = read(pfd[0], &child_errno, sizeof(child_errno));
+    while (n == -1 && errno == EINTR);
+    close(pfd[0]);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        waitpid(pid, NULL, 0);
+        seterr(err, errlen, "exec %s: %s", argv[0], strerror(child_errno));
+        return -1;
+    }
+    return pid;
+}
+
+/* Wait up to timeout_ms for pid; 1 if it was reaped (status filled). */
+static int wait_exit(pid_t pid, int timeout_ms, int *status)
+{
+    int64_t deadline = h_mono_ms() + timeout_ms;
+
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 1;
+        if (r == -1 && errno != EINTR) {
+            *status = 0;
+            return 1; /* not our child any more */
+        }
+        if (h_mono_ms() >= deadline)
+            return 0;
+        h_sleep_ms(20);
+    }
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "wait status 0x%x", status);
+}
+
+/* ---- redis-server ---------------------------------------------------------- */
+
+static redisContext *redis_connect(const struct h_redis *r, char *err, size_t errlen)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectUnixWithTimeout(r->socket, tv);
+
+    if (c == NULL) {
+        seterr(err, errlen, "redis connect %s: out of memory", r->socket);
+        return NULL;
+    }
+    if (c->err) {
+        seterr(err, errlen, "redis connect %s: %s", r->socket, c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static int redis_spawn(struct h_redis *r, char *err, size_t errlen)
+{
+    const char *bin = getenv("REDIS_SERVER");
+    char *argv[24];
+    int argc = 0;
+    int64_t deadline;
+    char perr[H_ERRLEN];
+
+    if (bin == NULL || *bin == '\0')
+        bin = "redis-server";
+    unlink(r->socket);
+    argv[argc++] = (char *)bin;
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    argv[argc++] = "--bind";
+    argv[argc++] = "127.0.0.1";
+    argv[argc++] = "--unixsocket";
+    argv[argc++] = r->socket;
+    argv[argc++] = "--unixsocketperm";
+    argv[argc++] = "700";
+    argv[argc++] = "--save";
+    argv[argc++] = "";
+    argv[argc++] = "--appendonly";
+    argv[argc++] = r->persist ? "yes" : "no";
+    argv[argc++] = "--appendfsync";
+    argv[argc++] = "always";
+    argv[argc++] = "--dir";
+    argv[argc++] = r->dir;
+    argv[argc++] = "--daemonize";
+    argv[argc++] = "no";
+    argv[argc++] = "--loglevel";
+    argv[argc++] = "notice";
+    argv[argc] = NULL;
+
+    r->pid = spawn(argv, r->log, err, errlen);
+    if (r->pid == -1) {
+        r->pid = 0;
+        return -1;
+    }
+    deadline = h_mono_ms() + 10000;
+    for (;;) {
+        char reply[64];
+        int status;
+
+        if (h_redis_command(r, "PING", reply, sizeof(reply), perr, sizeof(perr)) == 0 &&
+            strcmp(reply, "PONG") == 0) {
+            say("redis-server pid %d on %s", (int)r->pid, r->socket);
+            return 0;
+        }
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+            char how[96];
+            describe_status(status, how, sizeof(how));
+            r->pid = 0;
+            seterr(err, errlen, "redis-server exited at start (%s); see %s", how, r->log);
+            h_dump_file(r->log, "redis-server log", 4096, stderr);
+            return -1;
+        }
+        if (h_mono_ms() >= deadline) {
+            seterr(err, errlen, "redis-server did not answer PING within 10 s: %s", perr);
+            h_dump_file(r->log, "redis-server log", 4096, stderr);
+            kill(r->pid, SIGKILL);
+            waitpid(r->pid, NULL, 0);
+            r->pid = 0;
+            return -1;
+        }
+        h_sleep_ms(20);
+    }
+}
+
+int h_redis_start(struct h_redis *r, char *err, size_t errlen)
+{
+    if (r->dir[0] == '\0' && h_tmpdir_create(r->dir, sizeof(r->dir), err, errlen) != 0)
+        return -1;
+    /* A unix socket path holds at most 107 bytes. */
+    if (strlen(r->dir) > 90 ||
+        snprintf(r->socket, sizeof(r->socket), "%s/redis.sock", r->dir) >= (int)sizeof(r->socket) ||
+        snprintf(r->log, sizeof(r->log), "%s/redis.log", r->dir) >= (int)sizeof(r->log)) {
+        seterr(err, errlen, "directory name too long for a unix socket: %s", r->dir);
+        return -1;
+    }
+    return redis_spawn(r, err, errlen);
+}
+
+static void redis_kill(struct h_redis *r, int sig)
+{
+    int status;
+
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, sig);
+    if (!wait_exit(r->pid, 5000, &status)) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &status, 0);
+    }
+    r->pid = 0;
+}
+
+void h_redis_stop(struct h_redis *r)
+{
+    redis_kill(r, SIGTERM);
+    if (r->dir[0] != '\0') {
+        h_tmpdir_remove(r->dir);
+        r->dir[0] = '\0';
+    }
+}
+
+int h_redis_restart(struct h_redis *r, int hard, char *err, size_t errlen)
+{
+    if (r->dir[0] == '\0') {
+        seterr(err, errlen, "redis was never started");
+        return -1;
+    }
+    redis_kill(r, hard ? SIGKILL : SIGTERM);
+    return redis_spawn(r, err, errlen);
+}
+
+int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_t replylen,
+                    char *err, size_t errlen)
+{
+    char copy[1024], *save = NULL, *tok;
+    const char *argv[32];
+    int argc = 0, rc = -1;
+    redisContext *c;
+    redisReply *rep;
+
+    if (reply != NULL && replylen > 0)
+        reply[0] = '\0';
+    snprintf(copy, sizeof(copy), "%s", cmd);
+    for (tok = strtok_r(copy, " ", &save); tok != NULL && argc < 32;
+         tok = strtok_r(NULL, " ", &save))
+        argv[argc++] = tok;
+    if (argc == 0) {
+        seterr(err, errlen, "empty redis command");
+        return -1;
+    }
+    c = redis_connect(r, err, errlen);
+    if (c == NULL)
+        return -1;
+    rep = redisCommandArgv(c, argc, argv, NULL);
+    if (rep == NULL) {
+        seterr(err, errlen, "redis %s: %s", argv[0], c->errstr);
+        goto out;
+    }
+    switch (rep->type) {
+    case REDIS_REPLY_ERROR:
+        seterr(err, errlen, "redis %s: %s", argv[0], rep->str);
+        goto out;
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_STRING:
+        if (reply != NULL)
+            snprintf(reply, replylen, "%s", rep->str);
+        break;
+    case REDIS_REPLY_INTEGER:
+        if (reply != NULL)
+            snprintf(reply, replylen, "%lld", rep->integer);
+        break;
+    default:
+        break;
+    }
+    rc = 0;
+out:
+    if (rep != NULL)
+        freeReplyObject(rep);
+    redisFree(c);
+    return rc;
+}
+
+/* ---- mock Kafka cluster ---------------------------------------------------- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+{
+    char kerr[256];
+
+    if (rd_kafka_conf_set(conf, k, v, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+        seterr(err, errlen, "rdkafka config %s=%s: %s", k, v, kerr);
+        return -1;
+    }
+    return 0;
+}
+
+struct dr_state {
+    int done;
+    rd_kafka_resp_err_t err;
+    int64_t offset;
+};
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct dr_state *st = m->_private;
+
+    (void)rk;
+    (void)opaque;
+    if (st == NULL)
+        return;
+    st->err = m->err;
+    st->offset = m->offset;
+    st->done = 1;
+}
+
+int h_kafka_start(struct h_kafka *k, int brokers, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf;
+    char kerr[256];
+
+    memset(k, 0, sizeof(*k));
+    conf = rd_kafka_conf_new();
+    if (conf_set(conf, "client.id", "clvd-it-mock", err, errlen) != 0 ||
+        conf_set(conf, "log_level", "3", err, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    k->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (k->host == NULL) {
+        rd_kafka_conf_destroy(conf);
+        seterr(err, errlen, "rd_kafka_new (mock host): %s", kerr);
+        return -1;
+    }
+    k->mcluster = rd_kafka_mock_cluster_new(k->host, brokers);
+    if (k->mcluster == NULL) {
+        seterr(err, errlen, "rd_kafka_mock_cluster_new failed");
+        goto fail;
+    }
+    snprintf(k->bootstraps, sizeof(k->bootstraps), "%s",
+             rd_kafka_mock_cluster_bootstraps(k->mcluster));
+
+    conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", k->bootstraps, err, errlen) != 0 ||
+        conf_set(conf, "client.id", "clvd-it-producer", err, errlen) != 0 ||
+        conf_set(conf, "linger.ms", "0", err, errlen) != 0 ||
+        conf_set(conf, "message.max.bytes", "2000000", err, errlen) != 0 ||
+        conf_set(conf, "log_level", "3", err, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (k->producer == NULL) {
+        rd_kafka_conf_destroy(conf);
+        seterr(err, errlen, "rd_kafka_new (producer): %s", kerr);
+        goto fail;
+    }
+    say("mock cluster with %d broker(s) at %s", brokers, k->bootstraps);
+    return 0;
+fail:
+    h_kafka_stop(k);
+    return -1;
+}
+
+void h_kafka_stop(struct h_kafka *k)
+{
+    if (k->producer != NULL) {
+        rd_kafka_flush(k->producer, 2000);
+        rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(k->producer, 0);
+        rd_kafka_destroy(k->producer);
+        k->producer = NULL;
+    }
+    if (k->mcluster != NULL) {
+        rd_kafka_mock_cluster_destroy(k->mcluster);
+        k->mcluster = NULL;
+    }
+    if (k->host != NULL) {
+        rd_kafka_destroy(k->host);
+        k->host = NULL;
+    }
+    k->bootstraps[0] = '\0';
+}
+
+int h_kafka_create_topic(struct h_kafka *k, const char *topic, int partitions, char *err,
+                         size_t errlen)
+{
+    rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(k->mcluster, topic, partitions, 1);
+
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        seterr(err, errlen, "create topic %s: %s", topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int h_kafka_create_default_topics(struct h_kafka *k, int in_partitions, int out_partitions,
+                                  char *err, size_t errlen)
+{
+    for (int i = 0; h_input_topics[i] != NULL; i++)
+        if (h_kafka_create_topic(k, h_input_topics[i], in_partitions, err, errlen) != 0)
+            return -1;
+    for (int i = 0; h_output_topics[i] != NULL; i++)
+        if (h_kafka_create_topic(k, h_output_topics[i], out_partitions, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+int h_produce(struct h_kafka *k, const char *topic, int32_t partition, const char *key,
+              const void *value, size_t len, int64_t *offset, char *err, size_t errlen)
+{
+    struct dr_state st = {0, RD_KAFKA_RESP_ERR_NO_ERROR, -1};
+    size_t keylen = key != NULL ? strlen(key) : 0;
+    rd_kafka_resp_err_t e;
+    int64_t deadline;
+
+    e = rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_KEY(key, keylen),
+                          RD_KAFKA_V_VALUE((void *)value, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&st),
+                          RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
+               rd_kafka_err2str(e));
+        return -1;
+    }
+    deadline = h_mono_ms() + 10000;
+    while (!st.done && h_mono_ms() < deadline)
+        rd_kafka_poll(k->producer, 50);
+    if (!st.done) {
+        /* The delivery report must not outlive `st`: purge and collect it. */
+        rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        while (!st.done)
+            rd_kafka_poll(k->producer, 50);
+        seterr(err, errlen, "produce to %s [%d]: no delivery report within 10 s", topic,
+               (int)partition);
+        return -1;
+    }
+    if (st.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
+               rd_kafka_err2str(st.err));
+        return -1;
+    }
+    if (offset != NULL)
+        *offset = st.offset;
+    return 0;
+}
+
+int h_produce_str(struct h_kafka *k, const char *topic, int32_t partition, const char *key,
+                  const char *value, int64_t *offset, char *err, size_t errlen)
+{
+    return h_produce(k, topic, partition, key, value, strlen(value), offset, err, errlen);
+}
+
+/* ---- consuming outputs ----------------------------------------------------- */
+
+static char *memdup0(const void *p, size_t len)
+{
+    char *s = malloc(len + 1);
+
+    if (s == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(s, p, len);
+    s[len] = '\0';
+    return s;
+}
+
+static int records_add(struct h_records *rs, const rd_kafka_message_t *m)
+{
+    struct h_record *r;
+    json_error_t jerr;
+
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 64;
+        struct h_record *nr = realloc(rs->r, cap * sizeof(*nr));
+        if (nr == NULL)
+            return -1;
+        rs->r = nr;
+        rs->cap = cap;
+    }
+    r = &rs->r[rs->n];
+    memset(r, 0, sizeof(*r));
+    r->topic = strdup(rd_kafka_topic_name(m->rkt));
+    r->partition = m->partition;
+    r->offset = m->offset;
+    if (m->key != NULL) {
+        r->key = memdup0(m->key, m->key_len);
+        r->key_len = m->key_len;
+    }
+    r->value = memdup0(m->payload, m->payload != NULL ? m->len : 0);
+    r->value_len = m->payload != NULL ? m->len : 0;
+    if (r->topic == NULL || r->value == NULL || (m->key != NULL && r->key == NULL)) {
+        free(r->topic);
+        free(r->key);
+        free(r->value);
+        return -1;
+    }
+    r->json = json_loadb(r->value, r->value_len, 0, &jerr);
+    if (r->json != NULL && !json_is_object(r->json)) {
+        json_decref(r->json);
+        r->json = NULL;
+    }
+    rs->n++;
+    return 0;
+}
+
+void h_records_free(struct h_records *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        free(rs->r[i].topic);
+        free(rs->r[i].key);
+        free(rs->r[i].value);
+        if (rs->r[i].json != NULL)
+            json_decref(rs->r[i].json);
+    }
+    free(rs->r);
+    memset(rs, 0, sizeof(*rs));
+}
+
+size_t h_records_count(const struct h_records *rs, const char *topic)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < rs->n; i++)
+        if (strcmp(rs->r[i].topic, topic) == 0)
+            n++;
+    return n;
+}
+
+void h_records_dump(const struct h_records *rs, FILE *out)
+{
+    fprintf(out, "==== %zu output record(s):\n", rs->n);
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct h_record *r = &rs->r[i];
+        fprintf(out, "%s[%d]@%lld key=%s ", r->topic, (int)r->partition, (long long)r->offset,
+                r->key != NULL ? r->key : "(null)");
+        if (r->value_len > 600)
+            fprintf(out, "%.600s... (%zu bytes)\n", r->value, r->value_len);
+        else
+            fprintf(out, "%s\n", r->value);
+    }
+    fprintf(out, "==== end of records\n");
+}
+
+/* Partitions of each topic, from the cluster's metadata. */
+static rd_kafka_topic_partition_list_t *assignment_for(rd_kafka_t *rk, const char *const *topics,
+                                                       char *err, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(32);
+    int64_t deadline = h_mono_ms() + 10000;
+
+    for (int t = 0; topics[t] != NULL; t++) {
+        int found = 0;
+        for (;;) {
+            rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[t], NULL);
+            rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+            rd_kafka_topic_destroy(rkt);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+                md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                md->topics[0].partition_cnt > 0) {
+                for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                    rd_kafka_topic_partition_list_add(parts, topics[t],
+                                                      md->topics[0].partitions[p].id)
+                        ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                found = 1;
+            }
+            if (md != NULL) {
+                rd_kafka_metadata_destroy(md);
+                md = NULL;
+            }
+            if (found)
+                break;
+            if (h_mono_ms() >= deadline) {
+                seterr(err, errlen, "no metadata for topic %s: %s", topics[t],
+                       rd_kafka_err2str(e));
+                rd_kafka_topic_partition_list_destroy(parts);
+                return NULL;
+            }
+            h_sleep_ms(100);
+        }
+    }
+    return parts;
+}
+
+int h_consume(const char *bootstraps, const char *const *topics, size_t expected, int quiet_ms,
+              int timeout_ms, struct h_records *out, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    char kerr[256], group[64];
+    int rc = -1, *eof = NULL;
+    int64_t start = h_mono_ms(), last = start;
+
+    snprintf(group, sizeof(group), "clvd-it-reader-%d-%lld", (int)getpid(),
+             (long long)h_mono_ms());
+    if (conf_set(conf, "bootstrap.servers", bootstraps, err, errlen) != 0 ||
+        conf_set(conf, "group.id", group, err, errlen) != 0 ||
+        conf_set(conf, "enable.auto.commit", "false", err, errlen) != 0 ||
+        conf_set(conf, "enable.partition.eof", "true", err, errlen) != 0 ||
+        conf_set(conf, "fetch.wait.max.ms", "100", err, errlen) != 0 ||
+        conf_set(conf, "log_level", "3", err, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        seterr(err, errlen, "rd_kafka_new (consumer): %s", kerr);
+        return -1;
+    }
+    parts = assignment_for(rk, topics, err, errlen);
+    if (parts == NULL)
+        goto out;
+    eof = calloc((size_t)parts->cnt, sizeof(*eof));
+    if (eof == NULL || rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        seterr(err, errlen, "assign failed");
+        goto out;
+    }
+    for (;;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+        int64_t now = h_mono_ms();
+        int all_eof = 1;
+
+        if (m != NULL) {
+            int idx = -1;
+            for (int i = 0; i < parts->cnt && m->rkt != NULL; i++)
+                if (parts->elems[i].partition == m->partition &&
+                    strcmp(parts->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0)
+                    idx = i;
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (idx >= 0)
+                    eof[idx] = 1;
+            } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                say("consumer: %s", rd_kafka_message_errstr(m));
+            } else {
+                if (idx >= 0)
+                    eof[idx] = 0;
+                last = now;
+                if (records_add(out, m) != 0) {
+                    rd_kafka_message_destroy(m);
+                    seterr(err, errlen, "out of memory");
+                    goto out;
+                }
+            }
+            rd_kafka_message_destroy(m);
+        }
+        for (int i = 0; i < parts->cnt; i++)
+            all_eof &= eof[i];
+        if (out->n >= expected && all_eof && now - last >= quiet_ms) {
+            rc = 0;
+            break;
+        }
+        if (now - start >= timeout_ms) {
+            seterr(err, errlen, "timed out after %d ms with %zu of %zu expected message(s)",
+                   timeout_ms, out->n, expected);
+            break;
+        }
+    }
+out:
+    free(eof);
+    if (parts != NULL)
+        rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+const char *h_json_str(const json_t *obj, const char *field)
+{
+    json_t *v = obj != NULL ? json_object_get(obj, field) : NULL;
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int h_json_is_null(const json_t *obj, const char *field)
+{
+    json_t *v = obj != NULL ? json_object_get(obj, field) : NULL;
+
+    return json_is_null(v);
+}
+
+int h_json_has_number(const json_t *obj, const char *field, double *out)
+{
+    json_t *v = obj != NULL ? json_object_get(obj, field) : NULL;
+
+    if (!json_is_number(v))
+        return 0;
+    if (out != NULL)
+        *out = json_number_value(v);
+    return 1;
+}
+
+/* ---- clvd config ---------------------------------------------------------- */
+
+int h_config_init(struct h_config *c, const char *brokers, const char *group_id,
+                  const char *redis_socket)
+{
+    static const char *const topic_keys[][2] = {
+        {"kafka.topics.purchases", H_T_PURCHASES},   {"kafka.topics.logins", H_T_LOGINS},
+        {"kafka.topics.visits", H_T_VISITS},         {"kafka.topics.stage_changes", H_T_STAGE},
+        {"kafka.topics.churn_warnings", H_T_CHURN},  {"kafka.topics.win_back", H_T_WINBACK},
+        {"kafka.topics.tier_changes", H_T_TIER},     {"kafka.topics.alerts", H_T_ALERTS},
+        {"kafka.topics.dead_letter", H_T_DEAD},
+    };
+    int rc = 0;
+
+    memset(c, 0, sizeof(*c));
+    rc |= h_config_set_str(c, "kafka.brokers", brokers);
+    rc |= h_config_set_str(c, "kafka.group_id", group_id);
+    for (size_t i = 0; i < sizeof(topic_keys) / sizeof(topic_keys[0]); i++)
+        rc |= h_config_set_str(c, topic_keys[i][0], topic_keys[i][1]);
+    rc |= h_config_set_str(c, "redis.unix_socket", redis_socket);
+    rc |= h_config_set(c, "redis.shards", "16");
+    rc |= h_config_set(c, "clock.mode", "event");
+    rc |= h_config_set(c, "clock.lateness", "1s");
+    rc |= h_config_set(c, "clock.idle_after", "1s");
+    rc |= h_config_set(c, "metrics.listen", "\"\"");
+    rc |= h_config_set(c, "log.level", "debug");
+    return rc != 0 ? -1 : 0;
+}
+
+static int config_put(struct h_config *c, const char *key, char *value)
+{
+    for (int i = 0; i < c->n; i++) {
+        if (strcmp(c->key[i], key) != 0)
+            continue;
+        free(c->value[i]);
+        if (value != NULL) {
+            c->value[i] = value;
+            return 0;
+        }
+        free(c->key[i]);
+        memmove(&c->key[i], &c->key[i + 1], (size_t)(c->n - i - 1) * sizeof(c->key[0]));
+        memmove(&c->value[i], &c->value[i + 1], (size_t)(c->n - i - 1) * sizeof(c->value[0]));
+        c->n--;
+        return 0;
+    }
+    if (value == NULL)
+        return 0;
+    if (c->n == H_CONFIG_MAX) {
+        free(value);
+        return -1;
+    }
+    c->key[c->n] = strdup(key);
+    if (c->key[c->n] == NULL) {
+        free(value);
+        return -1;
+    }
+    c->value[c->n++] = value;
+    return 0;
+}
+
+int h_config_set(struct h_config *c, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    char *value = NULL;
+
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        if (vasprintf(&value, fmt, ap) < 0)
+            value = NULL;
+        va_end(ap);
+        if (value == NULL)
+            return -1;
+    }
+    return config_put(c, key, value);
+}
+
+int h_config_set_str(struct h_config *c, const char *key, const char *s)
+{
+    size_t len = strlen(s), o = 0;
+    char *q = malloc(len * 6 + 3);
+
+    if (q == NULL)
+        return -1;
+    q[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            q[o++] = '\\';
+            q[o++] = (char)*p;
+        } else if (*p < 0x20) {
+            o += (size_t)sprintf(q + o, "\\x%02x", *p);
+        } else {
+            q[o++] = (char)*p;
+        }
+    }
+    q[o++] = '"';
+    q[o] = '\0';
+    return config_put(c, key, q);
+}
+
+/* Render the entries under `prefix` (a "a.b." string, "" for the root). */
+static int config_render(const struct h_config *c, const char *prefix, int indent, FILE *f)
+{
+    size_t plen = strlen(prefix);
+
+    for (int i = 0; i < c->n; i++) {
+        const char *rest, *dot;
+        size_t clen;
+        int seen = 0;
+
+        if (strncmp(c->key[i], prefix, plen) != 0)
+            continue;
+        rest = c->key[i] + plen;
+        dot = strchr(rest, '.');
+        clen = dot != NULL ? (size_t)(dot - rest) : strlen(rest);
+        /* Each component once, at its first appearance. */
+        for (int j = 0; j < i && !seen; j++)
+            seen = strncmp(c->key[j], prefix, plen) == 0 &&
+                   strncmp(c->key[j] + plen, rest, clen) == 0 &&
+                   (c->key[j][plen + clen] == '.' || c->key[j][plen + clen] == '\0');
+        if (seen)
+            continue;
+        if (dot == NULL) {
+            fprintf(f, "%*s%s: %s\n", indent, "", rest, c->value[i]);
+        } else {
+            char sub[256];
+            if (plen + clen + 2 > sizeof(sub))
+                return -1;
+            memcpy(sub, c->key[i], plen + clen);
+            sub[plen + clen] = '.';
+            sub[plen + clen + 1] = '\0';
+            fprintf(f, "%*s%.*s:\n", indent, "", (int)clen, rest);
+            if (config_render(c, sub, indent + 2, f) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int h_config_write(const struct h_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL) {
+        seterr(err, errlen, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "# written by the clvd integration tests\n");
+    if (config_render(c, "", 0, f) != 0) {
+        fclose(f);
+        seterr(err, errlen, "config key too long");
+        return -1;
+    }
+    if (fclose(f) != 0) {
+        seterr(err, errlen, "write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void h_config_free(struct h_config *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        free(c->key[i]);
+        free(c->value[i]);
+    }
+    c->n = 0;
+}
+
+/* ---- the clvd process ------------------------------------------------------- */
+
+int h_clvd_start(struct h_clvd *d, const char *binary, const char *config, const char *log,
+                 char *err, size_t errlen)
+{
+    char *argv[] = {(char *)binary, "-c", (char *)config, NULL};
+
+    d->pid = 0;
+    d->status = 0;
+    snprintf(d->log, sizeof(d->log), "%s", log);
+    d->pid = spawn(argv, log, err, errlen);
+    if (d->pid == -1) {
+        d->pid = 0;
+        return -1;
+    }
+    say("clvd pid %d, config %s, log %s", (int)d->pid, config, log);
+    return 0;
+}
+
+int h_clvd_running(struct h_clvd *d)
+{
+    int status;
+
+    if (d->pid <= 0)
+        return 0;
+    if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+        d->status = status;
+        d->pid = 0;
+        return 0;
+    }
+    return 1;
+}
+
+int h_clvd_stop(struct h_clvd *d, int timeout_ms, char *err, size_t errlen)
+{
+    char how[96];
+    int status, killed = 0;
+    int64_t t0 = h_mono_ms();
+
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        if (!wait_exit(d->pid, timeout_ms, &status)) {
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &status, 0);
+            killed = 1;
+        }
+        d->status = status;
+        d->pid = 0;
+    } else {
+        say("clvd had already exited");
+    }
+    describe_status(d->status, how, sizeof(how));
+    say("clvd stopped after %lld ms: %s", (long long)(h_mono_ms() - t0), how);
+    if (killed) {
+        seterr(err, errlen, "clvd did not exit within %d ms of SIGTERM (killed)", timeout_ms);
+        return -1;
+    }
+    if (!WIFEXITED(d->status) || WEXITSTATUS(d->status) != 0) {
+        seterr(err, errlen, "clvd ended with %s", how);
+        return -1;
+    }
+    return 0;
+}
+
+void h_clvd_kill9(struct h_clvd *d)
+{
+    int status;
+
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &status, 0);
+    d->status = status;
+    d->pid = 0;
+}
+
+int h_clvd_wait_log(const struct h_clvd *d, const char *needle, int timeout_ms)
+{
+    int64_t deadline = h_mono_ms() + timeout_ms;
+
+    for (;;) {
+        FILE *f = fopen(d->log, "rb");
+        if (f != NULL) {
+            char *buf = NULL;
+            size_t len = 0;
+            int found = 0;
+            FILE *mem = open_memstream(&buf, &len);
+            char chunk[4096];
+            size_t n;
+            while (mem != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+                fwrite(chunk, 1, n, mem);
+            if (mem != NULL) {
+                fclose(mem);
+                found = buf != NULL && strstr(buf, needle) != NULL;
+            }
+            free(buf);
+            fclose(f);
+            if (found)
+                return 0;
+        }
+        if (h_mono_ms() >= deadline)
+            return -1;
+        h_sleep_ms(100);
+    }
+}
