@@ -169,12 +169,26 @@ static void *field_ptr(const void *base, const struct field *f)
     return (char *)base + f->off;
 }
 
+/* Key paths only label messages, so an over-long one is cut and ends in
+ * "...", not refused.  `written` is snprintf's result. */
+static void mark_cut(char *out, size_t n, int written)
+{
+    if ((written < 0 || (size_t)written >= n) && n >= 4)
+        memcpy(out + n - 4, "...", 4);
+}
+
 static void join_path(char *out, size_t n, const char *parent, const char *key)
 {
     if (parent[0] == '\0')
-        snprintf(out, n, "%s", key);
+        mark_cut(out, n, snprintf(out, n, "%s", key));
     else
-        snprintf(out, n, "%s.%s", parent, key);
+        mark_cut(out, n, snprintf(out, n, "%s.%s", parent, key));
+}
+
+/* "parent[i]" for the i-th item of a list. */
+static void item_path(char *out, size_t n, const char *parent, size_t i)
+{
+    mark_cut(out, n, snprintf(out, n, "%s[%zu]", parent, i));
 }
 
 static yaml_node_t *node_at(const struct loader *ld, int index)
@@ -374,7 +388,8 @@ static int unknown_key(struct loader *ld, const yaml_node_t *keynode, const stru
     if (near != NULL)
         return fail_at(ld, keynode->start_mark, "unknown key \"%s\" (did you mean \"%s\"?)", key,
                        near);
-    if (find_key_path(top_fields, "", key, elsewhere, sizeof elsewhere))
+    if (find_key_path(top_fields, "", key, elsewhere, sizeof elsewhere) &&
+        strcmp(elsewhere, parent) != 0)
         return fail_at(ld, keynode->start_mark, "unknown key \"%s\" (did you mean \"%s\"?)", key,
                        elsewhere);
     list_names(keys, n, valid, sizeof valid);
@@ -473,15 +488,19 @@ static int scalar_text(struct loader *ld, const yaml_node_t *n, const char *path
     return expand_env(ld, n, path, out);
 }
 
+/* 0, or -1 when s is not a decimal integer, or -2 when it overflows. */
 static int parse_integer(const char *s, long long *out)
 {
     char *end;
+    bool sign = s[0] == '-' || s[0] == '+';
 
-    if (!(isdigit((unsigned char)s[0]) || ((s[0] == '-' || s[0] == '+') && isdigit((unsigned char)s[1]))))
+    if (!isdigit((unsigned char)s[sign]))
         return -1;
     errno = 0;
     *out = strtoll(s, &end, 10);
-    return (errno != 0 || *end != '\0') ? -1 : 0;
+    if (*end != '\0')
+        return -1;
+    return errno == ERANGE ? -2 : 0;
 }
 
 /* Decimal numbers only: strtod would also take "inf", "nan" and hex. */
@@ -691,8 +710,7 @@ static const char *hostport_problem(const char *s)
     return NULL;
 }
 
-static int check_hostport(struct loader *ld, const yaml_node_t *n, const char *path,
-                          const char *v)
+static int check_hostport(struct loader *ld, const yaml_node_t *n, const char *path, const char *v)
 {
     const char *problem = hostport_problem(v);
 
@@ -712,8 +730,8 @@ static int check_listen(struct loader *ld, const yaml_node_t *n, const char *pat
 static int load_map(struct loader *ld, yaml_node_t *node, const struct field *fields, void *base,
                     const char *path);
 
-static int load_string_into(struct loader *ld, const yaml_node_t *n, const char *path,
-                            char **slot, unsigned flags, check_fn check)
+static int load_string_into(struct loader *ld, const yaml_node_t *n, const char *path, char **slot,
+                            unsigned flags, check_fn check)
 {
     char *text;
 
@@ -732,14 +750,15 @@ static int load_string_into(struct loader *ld, const yaml_node_t *n, const char 
     return 0;
 }
 
-static int store_integer(struct loader *ld, const struct field *f, const yaml_node_t *n,
-                         void *base, const char *path, const char *text)
+static int store_integer(struct loader *ld, const struct field *f, const yaml_node_t *n, void *base,
+                         const char *path, const char *text)
 {
     long long v;
+    int rc = parse_integer(text, &v);
 
-    if (parse_integer(text, &v) != 0)
+    if (rc == -1)
         return fail_at(ld, n->start_mark, "%s: expected an integer, got \"%.60s\"", path, text);
-    if (!in_range(f, (double)v))
+    if (rc == -2 || !in_range(f, (double)v))
         return range_error(ld, f, n, path, text);
     if (f->kind == K_INT)
         *(int *)field_ptr(base, f) = (int)v;
@@ -806,8 +825,8 @@ static size_t count_names(const char *const *names)
 }
 
 /* One of a fixed list of words; a near miss gets a suggestion. */
-static int store_enum(struct loader *ld, const yaml_node_t *n, const char *const *names,
-                      int *slot, const char *path, const char *text)
+static int store_enum(struct loader *ld, const yaml_node_t *n, const char *const *names, int *slot,
+                      const char *path, const char *text)
 {
     size_t count = count_names(names);
     const char *near;
@@ -845,8 +864,8 @@ static const char *expected_for(const struct field *f)
     }
 }
 
-static int store_scalar(struct loader *ld, const struct field *f, const yaml_node_t *n,
-                        void *base, const char *path, const char *text)
+static int store_scalar(struct loader *ld, const struct field *f, const yaml_node_t *n, void *base,
+                        const char *path, const char *text)
 {
     switch (f->kind) {
     case K_INT:
@@ -896,7 +915,7 @@ static int load_cuts(struct loader *ld, const struct field *f, const yaml_node_t
         char ipath[PATH_MAX_LEN], *text;
         int rc;
 
-        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        item_path(ipath, sizeof ipath, path, i);
         if (scalar_text(ld, item, ipath, "a number", false, &text) != 0)
             return -1;
         rc = store_double(ld, f, item, &cuts[i], ipath, text);
@@ -904,8 +923,8 @@ static int load_cuts(struct loader *ld, const struct field *f, const yaml_node_t
         if (rc != 0)
             return -1;
         if (i > 0 && cuts[i] <= cuts[i - 1])
-            return fail_at(ld, item->start_mark,
-                           "%s: cut points must be strictly increasing", ipath);
+            return fail_at(ld, item->start_mark, "%s: cut points must be strictly increasing",
+                           ipath);
     }
     memcpy(slot, cuts, sizeof cuts);
     return 0;
@@ -936,7 +955,8 @@ static int load_field(struct loader *ld, const struct field *f, yaml_node_t *n, 
 static int key_text(struct loader *ld, const yaml_node_t *k, const char *path, const char **out)
 {
     if (k->type != YAML_SCALAR_NODE)
-        return fail_at(ld, k->start_mark, "%s: keys must be plain strings", path[0] ? path : "top level");
+        return fail_at(ld, k->start_mark, "%s: keys must be plain strings",
+                       path[0] ? path : "top level");
     if (strlen(scalar_value(k)) != k->data.scalar.length || k->data.scalar.length == 0)
         return fail_at(ld, k->start_mark, "%s: empty key or key with a NUL byte",
                        path[0] ? path : "top level");
@@ -992,7 +1012,7 @@ static int load_map(struct loader *ld, yaml_node_t *node, const struct field *fi
          p++) {
         const yaml_node_t *k = node_at(ld, p->key);
         const struct field *f;
-        const char *key;
+        const char *key = NULL;
         char child[PATH_MAX_LEN];
 
         if (key_text(ld, k, path, &key) != 0)
@@ -1102,7 +1122,7 @@ static int load_properties(struct loader *ld, yaml_node_t *n, void *base, const 
         return fail_oom(ld);
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         struct clv_kv *kv = &k->properties[k->nproperties];
-        const char *key;
+        const char *key = NULL;
         char kpath[PATH_MAX_LEN];
 
         if (key_text(ld, node_at(ld, p->key), path, &key) != 0)
@@ -1136,7 +1156,7 @@ static int load_seeds(struct loader *ld, yaml_node_t *n, void *base, const char 
         const yaml_node_t *item = node_at(ld, n->data.sequence.items.start[i]);
         char ipath[PATH_MAX_LEN];
 
-        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        item_path(ipath, sizeof ipath, path, i);
         r->nseeds++;
         if (load_string_into(ld, item, ipath, &r->seeds[i], F_NONEMPTY, check_hostport) != 0)
             return -1;
@@ -1171,11 +1191,11 @@ static int load_cac(struct loader *ld, yaml_node_t *n, void *base, const char *p
     return load_scalar(ld, &cac_number, n, base, path);
 }
 
-static int load_channel_cac(struct loader *ld, const yaml_node_pair_t *p,
-                            struct clv_channel_cac *c, const char *path)
+static int load_channel_cac(struct loader *ld, const yaml_node_pair_t *p, struct clv_channel_cac *c,
+                            const char *path)
 {
     const yaml_node_t *k = node_at(ld, p->key);
-    const char *name;
+    const char *name = NULL;
     char cpath[PATH_MAX_LEN];
 
     if (key_text(ld, k, path, &name) != 0 || check_name(ld, k, path, name) != 0)
@@ -1213,13 +1233,11 @@ static int load_by_channel(struct loader *ld, yaml_node_t *n, void *base, const 
     return 0;
 }
 
-static const char *const stage_names[] = {"prospect", "new",     "active",  "loyal",
-                                          "at_risk",  "dormant", "churned", "reactivated",
-                                          NULL};
+static const char *const stage_names[] = {"prospect", "new",     "active",      "loyal", "at_risk",
+                                          "dormant",  "churned", "reactivated", NULL};
 
 /* "churn_rate" or "stage_share.<stage>"; a typo gets the closest of those. */
-static int metric_error(struct loader *ld, const yaml_node_t *n, const char *path,
-                        const char *text)
+static int metric_error(struct loader *ld, const yaml_node_t *n, const char *path, const char *text)
 {
     char names[CLV_ARRAY_LEN(stage_names)][40];
     const char *ptrs[CLV_ARRAY_LEN(stage_names)];
@@ -1318,7 +1336,7 @@ static int load_levels(struct loader *ld, yaml_node_t *n, void *base, const char
         yaml_node_t *item = node_at(ld, n->data.sequence.items.start[i]);
         char ipath[PATH_MAX_LEN];
 
-        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        item_path(ipath, sizeof ipath, path, i);
         memset(&cfg->tiers[i], 0, sizeof cfg->tiers[i]);
         cfg->ntiers++;
         if (load_map(ld, item, tier_fields, &cfg->tiers[i], ipath) != 0 ||
@@ -1360,7 +1378,7 @@ static int load_alerts(struct loader *ld, yaml_node_t *n, void *base, const char
         struct clv_alert_rule *a = &cfg->alerts[i];
         char ipath[PATH_MAX_LEN];
 
-        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        item_path(ipath, sizeof ipath, path, i);
         memset(a, 0, sizeof *a);
         a->window = 24 * CLV_MS_PER_HOUR;
         a->hysteresis = 0.1;
@@ -1376,26 +1394,55 @@ static int load_alerts(struct loader *ld, yaml_node_t *n, void *base, const char
 /* ---------------------------------------------------------------------- */
 /* Printing                                                                */
 
+/* Length of the UTF-8 sequence at s and its code point in *cp; 1 with the
+ * byte itself for a malformed sequence (possible only via ${ENV}). */
+static int utf8_next(const unsigned char *s, unsigned *cp)
+{
+    int len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 1;
+
+    *cp = len == 1 ? s[0] : s[0] & (0x7fu >> len);
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            *cp = s[0];
+            return 1;
+        }
+        *cp = (*cp << 6) | (s[i] & 0x3fu);
+    }
+    return len;
+}
+
+/* Characters a double-quoted scalar cannot hold literally: controls, and
+ * NEL, LS, PS (YAML line breaks, folded on reading), BOM and non-characters. */
+static bool needs_escape(unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0xfeff || cp == 0xfffe || cp == 0xffff;
+}
+
 /* A double-quoted YAML string that config_load reads back unchanged: "${"
  * is written "$${" so that it is not expanded again. */
-static void print_quoted(FILE *out, const char *s)
+static void print_quoted(FILE *out, const char *str)
 {
-    fputc('"', out);
-    for (; s != NULL && *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
+    const unsigned char *s = (const unsigned char *)(str ? str : "");
 
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c == '\n')
+    fputc('"', out);
+    while (*s != '\0') {
+        unsigned cp;
+        int len = utf8_next(s, &cp);
+
+        if (cp == '"' || cp == '\\')
+            fprintf(out, "\\%c", (int)cp);
+        else if (cp == '\n')
             fputs("\\n", out);
-        else if (c == '\t')
+        else if (cp == '\t')
             fputs("\\t", out);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\x%02x", c);
-        else if (c == '$' && s[1] == '{')
+        else if (needs_escape(cp))
+            fprintf(out, cp <= 0xff ? "\\x%02x" : "\\u%04x", cp);
+        else if (cp == '$' && s[1] == '{')
             fputs("$$", out);
         else
-            fputc(c, out);
+            fwrite(s, 1, (size_t)len, out);
+        s += len;
     }
     fputc('"', out);
 }
@@ -1489,8 +1536,8 @@ static void print_properties(FILE *out, const void *base, int indent)
         fprintf(out, "%*s", indent + 2, "");
         print_quoted(out, k->properties[i].key);
         fputs(": ", out);
-        print_quoted(out, is_secret_property(k->properties[i].key) ? "***"
-                                                                   : k->properties[i].value);
+        print_quoted(out,
+                     is_secret_property(k->properties[i].key) ? "***" : k->properties[i].value);
         fputc('\n', out);
     }
 }
@@ -1717,14 +1764,38 @@ static const struct custom_ops alerts_ops = {load_alerts, print_alerts, NULL};
 static const struct custom_ops metric_ops = {load_metric, NULL, NULL};
 
 #define OFF(m) offsetof(struct clv_config, m)
-#define MAP(k, s, fl) {.key = k, .kind = K_MAP, .sub = s, .flags = fl}
-#define STR(k, o, fl, chk) {.key = k, .kind = K_STR, .off = o, .flags = fl, .check = chk}
-#define NUM(k, kd, o, fl, l, h) {.key = k, .kind = kd, .off = o, .flags = fl, .lo = l, .hi = h}
-#define ENUM(k, o, fl, nm) {.key = k, .kind = K_ENUM, .off = o, .flags = fl, .names = nm}
-#define BOOL(k, o) {.key = k, .kind = K_BOOL, .off = o}
-#define CUTS(k, o) {.key = k, .kind = K_CUTS, .off = o, .lo = 0, .hi = INFINITY}
-#define CUSTOM(k, o, ops_) {.key = k, .kind = K_CUSTOM, .off = o, .ops = ops_}
-#define END {.key = NULL}
+#define MAP(k, s, fl)                                                                              \
+    {                                                                                              \
+        .key = k, .kind = K_MAP, .sub = s, .flags = fl                                             \
+    }
+#define STR(k, o, fl, chk)                                                                         \
+    {                                                                                              \
+        .key = k, .kind = K_STR, .off = o, .flags = fl, .check = chk                               \
+    }
+#define NUM(k, kd, o, fl, l, h)                                                                    \
+    {                                                                                              \
+        .key = k, .kind = kd, .off = o, .flags = fl, .lo = l, .hi = h                              \
+    }
+#define ENUM(k, o, fl, nm)                                                                         \
+    {                                                                                              \
+        .key = k, .kind = K_ENUM, .off = o, .flags = fl, .names = nm                               \
+    }
+#define BOOL(k, o)                                                                                 \
+    {                                                                                              \
+        .key = k, .kind = K_BOOL, .off = o                                                         \
+    }
+#define CUTS(k, o)                                                                                 \
+    {                                                                                              \
+        .key = k, .kind = K_CUTS, .off = o, .lo = 0, .hi = INFINITY                                \
+    }
+#define CUSTOM(k, o, ops_)                                                                         \
+    {                                                                                              \
+        .key = k, .kind = K_CUSTOM, .off = o, .ops = ops_                                          \
+    }
+#define END                                                                                        \
+    {                                                                                              \
+        .key = NULL                                                                                \
+    }
 
 static const struct field topic_fields[] = {
     STR("purchases", OFF(kafka.topics.purchases), F_NONEMPTY, check_topic),
@@ -1773,27 +1844,22 @@ static const struct field clock_fields[] = {
 static const struct field at_risk_fields[] = {
     NUM("min_gap_days", K_DOUBLE, OFF(lifecycle.at_risk_min_gap_days), F_LO_OPEN, 0, 3650),
     NUM("gap_factor", K_DOUBLE, OFF(lifecycle.at_risk_gap_factor), 0, 1, 100),
-    NUM("default_gap_days", K_DOUBLE, OFF(lifecycle.at_risk_default_gap_days), F_LO_OPEN, 0,
-        3650),
-    NUM("p_alive_below", K_DOUBLE, OFF(lifecycle.at_risk_p_alive_below), F_HI_OPEN, 0, 1),
-    END};
+    NUM("default_gap_days", K_DOUBLE, OFF(lifecycle.at_risk_default_gap_days), F_LO_OPEN, 0, 3650),
+    NUM("p_alive_below", K_DOUBLE, OFF(lifecycle.at_risk_p_alive_below), F_HI_OPEN, 0, 1), END};
 
 static const struct field loyal_fields[] = {
     NUM("min_purchases", K_INT, OFF(lifecycle.loyal_min_purchases), 0, 1, 1000000),
-    NUM("window_days", K_INT, OFF(lifecycle.loyal_window_days), 0, 1, 3650),
-    END};
+    NUM("window_days", K_INT, OFF(lifecycle.loyal_window_days), 0, 1, 3650), END};
 
 static const struct field lifecycle_fields[] = {
     MAP("at_risk", at_risk_fields, 0),
     NUM("dormant_after_days", K_DOUBLE, OFF(lifecycle.dormant_after_days), F_LO_OPEN, 0, 3650),
     NUM("churned_after_days", K_DOUBLE, OFF(lifecycle.churned_after_days), F_LO_OPEN, 0, 3650),
-    MAP("loyal", loyal_fields, 0),
-    END};
+    MAP("loyal", loyal_fields, 0), END};
 
 static const struct field dedupe_fields[] = {
     NUM("window", K_DUR, OFF(dedupe_window), 0, 1000, 365 * DAY_MS),
-    NUM("max_ids", K_INT, OFF(dedupe_max_ids), 0, 1, 64),
-    END};
+    NUM("max_ids", K_INT, OFF(dedupe_max_ids), 0, 1, 64), END};
 
 static const struct field bgnbd_fields[] = {
     NUM("r", K_DOUBLE, OFF(clv.r), F_LO_OPEN, 0, INFINITY),
@@ -1807,13 +1873,11 @@ static const struct field bgnbd_fields[] = {
 static const struct field gamma_gamma_fields[] = {
     NUM("p", K_DOUBLE, OFF(clv.gg_p), F_LO_OPEN, 0, INFINITY),
     NUM("q", K_DOUBLE, OFF(clv.gg_q), F_LO_OPEN, 1, INFINITY),
-    NUM("gamma", K_DOUBLE, OFF(clv.gg_gamma), F_LO_OPEN, 0, INFINITY),
-    END};
+    NUM("gamma", K_DOUBLE, OFF(clv.gg_gamma), F_LO_OPEN, 0, INFINITY), END};
 
 static const struct field cac_fields[] = {
     NUM("default", K_DOUBLE, OFF(clv.cac_default), 0, 0, INFINITY),
-    CUSTOM("by_channel", OFF(clv.cac_by_channel), &by_channel_ops),
-    END};
+    CUSTOM("by_channel", OFF(clv.cac_by_channel), &by_channel_ops), END};
 
 static const struct field clv_fields[] = {
     ENUM("model", OFF(clv.model), 0, clv_models),
@@ -1826,44 +1890,37 @@ static const struct field clv_fields[] = {
     CUSTOM("cac", OFF(clv.cac_default), &cac_ops),
     END};
 
-static const struct field rfm_fields[] = {
-    CUTS("recency_days", OFF(rfm.recency_days)),
-    CUTS("frequency", OFF(rfm.frequency)),
-    CUTS("monetary", OFF(rfm.monetary)),
-    END};
+static const struct field rfm_fields[] = {CUTS("recency_days", OFF(rfm.recency_days)),
+                                          CUTS("frequency", OFF(rfm.frequency)),
+                                          CUTS("monetary", OFF(rfm.monetary)), END};
 
 static const struct field tiers_fields[] = {
     NUM("window_days", K_INT, OFF(tiers_window_days), 0, 0, 3650),
-    CUSTOM("levels", OFF(tiers), &levels_ops),
-    END};
+    CUSTOM("levels", OFF(tiers), &levels_ops), END};
 
 static const struct field metrics_fields[] = {
-    STR("listen", OFF(metrics_listen), F_RESTART, check_listen),
-    END};
+    STR("listen", OFF(metrics_listen), F_RESTART, check_listen), END};
 
-static const struct field log_fields[] = {
-    ENUM("level", OFF(log_level), 0, log_levels),
-    ENUM("format", OFF(log_format), F_RESTART, log_formats),
-    END};
+static const struct field log_fields[] = {ENUM("level", OFF(log_level), 0, log_levels),
+                                          ENUM("format", OFF(log_format), F_RESTART, log_formats),
+                                          END};
 
-static const struct field top_fields[] = {
-    MAP("kafka", kafka_fields, F_RESTART),
-    MAP("redis", redis_fields, F_RESTART),
-    MAP("clock", clock_fields, F_RESTART),
-    MAP("lifecycle", lifecycle_fields, 0),
-    MAP("dedupe", dedupe_fields, 0),
-    MAP("clv", clv_fields, 0),
-    MAP("rfm", rfm_fields, 0),
-    MAP("tiers", tiers_fields, 0),
-    CUSTOM("alerts", OFF(alerts), &alerts_ops),
-    MAP("metrics", metrics_fields, 0),
-    MAP("log", log_fields, 0),
-    END};
+static const struct field top_fields[] = {MAP("kafka", kafka_fields, F_RESTART),
+                                          MAP("redis", redis_fields, F_RESTART),
+                                          MAP("clock", clock_fields, F_RESTART),
+                                          MAP("lifecycle", lifecycle_fields, 0),
+                                          MAP("dedupe", dedupe_fields, 0),
+                                          MAP("clv", clv_fields, 0),
+                                          MAP("rfm", rfm_fields, 0),
+                                          MAP("tiers", tiers_fields, 0),
+                                          CUSTOM("alerts", OFF(alerts), &alerts_ops),
+                                          MAP("metrics", metrics_fields, 0),
+                                          MAP("log", log_fields, 0),
+                                          END};
 
 static const struct field tier_fields[] = {
     STR("name", offsetof(struct clv_tier, name), F_NONEMPTY, check_name),
-    NUM("min_spend", K_DOUBLE, offsetof(struct clv_tier, min_spend), 0, 0, INFINITY),
-    END};
+    NUM("min_spend", K_DOUBLE, offsetof(struct clv_tier, min_spend), 0, 0, INFINITY), END};
 
 static const struct field alert_fields[] = {
     STR("name", offsetof(struct clv_alert_rule, name), F_NONEMPTY, check_name),
@@ -1901,9 +1958,9 @@ static int validate_lifecycle(struct loader *ld)
 static int validate_topics(struct loader *ld)
 {
     const struct clv_kafka_topics *t = &ld->cfg->kafka.topics;
-    char *const *slots[] = {&t->purchases,     &t->logins,   &t->visits,
+    char *const *slots[] = {&t->purchases,     &t->logins,         &t->visits,
                             &t->stage_changes, &t->churn_warnings, &t->win_back,
-                            &t->tier_changes,  &t->alerts,   &t->dead_letter};
+                            &t->tier_changes,  &t->alerts,         &t->dead_letter};
 
     for (size_t i = 0; i < CLV_ARRAY_LEN(slots); i++)
         for (size_t j = 0; j < i; j++)
@@ -2301,12 +2358,24 @@ static void free_strings(struct clv_config *cfg)
 {
     struct clv_kafka_topics *t = &cfg->kafka.topics;
     struct clv_redis_config *r = &cfg->redis;
-    char **strings[] = {&cfg->path,          &cfg->kafka.brokers, &cfg->kafka.group_id,
-                        &t->purchases,       &t->logins,          &t->visits,
-                        &t->stage_changes,   &t->churn_warnings,  &t->win_back,
-                        &t->tier_changes,    &t->alerts,          &t->dead_letter,
-                        &r->host,            &r->unix_socket,     &r->user,
-                        &r->password,        &r->password_file,   &r->key_prefix,
+    char **strings[] = {&cfg->path,
+                        &cfg->kafka.brokers,
+                        &cfg->kafka.group_id,
+                        &t->purchases,
+                        &t->logins,
+                        &t->visits,
+                        &t->stage_changes,
+                        &t->churn_warnings,
+                        &t->win_back,
+                        &t->tier_changes,
+                        &t->alerts,
+                        &t->dead_letter,
+                        &r->host,
+                        &r->unix_socket,
+                        &r->user,
+                        &r->password,
+                        &r->password_file,
+                        &r->key_prefix,
                         &cfg->metrics_listen};
 
     for (size_t i = 0; i < CLV_ARRAY_LEN(strings); i++)

@@ -212,6 +212,13 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
     return 0;
 }
 
+static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    const struct clv_consumer *c = rd_kafka_opaque(rk);
+
+    log_write(c->log, log_level_from_syslog(level), "kafka consumer: %s: %s", fac, buf);
+}
+
 static rd_kafka_conf_t *consumer_conf(struct clv_consumer *c, const char *brokers, char *err,
                                       size_t errlen)
 {
@@ -245,6 +252,7 @@ static rd_kafka_conf_t *consumer_conf(struct clv_consumer *c, const char *broker
             goto fail;
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_log_cb(conf, consumer_log_cb);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);

@@ -62,6 +62,7 @@ struct clvd {
     int nrefs, refs_cap;
     int batch_failed; /* Redis refused the batch: retry before fetching more */
     struct clv_event ev;
+    struct event_parser *parser;
     struct clv_sbuf dlq;
     uint64_t consumed[CLV_INPUT_TOPICS], applied, duplicates;
     struct reason_count rejected[MAX_REASONS];
@@ -125,8 +126,8 @@ static void handle_message(struct clvd *d, const rd_kafka_message_t *m)
         return;
     d->consumed[topic]++;
     ok = m->payload != NULL &&
-         event_parse(m->payload, m->len, (enum clv_event_type)topic, &lim, clv_now_ms(), &d->ev,
-                     reason, sizeof(reason)) == 0;
+         event_parser_parse(d->parser, m->payload, m->len, (enum clv_event_type)topic, &lim,
+                            clv_now_ms(), &d->ev, reason, sizeof(reason)) == 0;
     if (m->payload == NULL)
         snprintf(reason, sizeof(reason), "invalid_json");
     ref = consumer_track(&d->consumer, m, topic, ok ? d->ev.ts : 0);
@@ -234,9 +235,19 @@ static void apply_input(struct clvd *d)
     batch_reset(&d->batch);
 }
 
+/* The sweeper's "now": the wall clock, or in event mode the group's
+ * watermark -- never ahead of any instance's, so that no customer is timed
+ * out before another instance has applied its events. */
 static clv_ms clock_now(struct clvd *d)
 {
-    return d->cfg.clock.mode == CLV_CLOCK_EVENT ? d->consumer.watermark : clv_now_ms();
+    clv_ms own, group;
+
+    if (d->cfg.clock.mode == CLV_CLOCK_WALL)
+        return clv_now_ms();
+    own = d->consumer.assignment && d->consumer.assignment->cnt > 0 ? d->consumer.watermark : 0;
+    group = sweeper_group_clock(&d->sweeper, &d->store, own,
+                                d->cfg.clock.idle_after * 2 + 10 * CLV_MS_PER_SEC);
+    return group < own || own == 0 ? group : own;
 }
 
 static void sweep(struct clvd *d)
@@ -372,6 +383,9 @@ static int start(struct clvd *d, char *err, size_t errlen)
                           "production",
                  brokers);
     }
+    d->parser = event_parser_create(err, errlen);
+    if (d->parser == NULL)
+        return -1;
     store_init(&d->store, &d->cfg.redis, &d->log);
     if (store_ensure(&d->store, err, errlen) != 0)
         return -1;
@@ -415,6 +429,8 @@ static void teardown(struct clvd *d)
     batch_free(&d->batch);
     batch_free(&d->sweep);
     sbuf_free(&d->dlq);
+    if (d->parser)
+        event_parser_free(d->parser);
     free(d->refs);
     config_free(&d->cfg);
 }

@@ -13,6 +13,8 @@ int embedded_start(struct clv_embedded *e, const struct clv_config *cfg, char *e
     char kerr[256];
 
     memset(e, 0, sizeof(*e));
+    /* this handle only owns the cluster; it never connects anywhere */
+    rd_kafka_conf_set(conf, "log_level", "3", kerr, sizeof(kerr));
     e->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
     if (e->rk == NULL) {
         rd_kafka_conf_destroy(conf);

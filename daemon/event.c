@@ -419,7 +419,9 @@ struct event_parser *event_parser_create(char *err, size_t errlen)
 
     if (p == NULL)
         goto fail;
-    p->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    /* strtod_l() reads only LC_NUMERIC; asking for all of "C" lets glibc
+     * hand back its static C locale instead of allocating one */
+    p->c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (p->c_locale == (locale_t)0)
         goto fail;
     p->h = handle_new(p);
@@ -486,6 +488,7 @@ static void capture_init(struct event_parser *p, enum clv_event_type topic_type,
     p->cap.pending = F_OTHER;
     ev->type = topic_type;
     ev->ts = 0;
+    ev->received = wall_now;
     ev->amount = 0;
     ev->event_id[0] = ev->customer_id[0] = ev->channel[0] = '\0';
     ev->event_id_len = ev->customer_id_len = 0;

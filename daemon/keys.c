@@ -48,6 +48,17 @@ size_t keys_stats(char *buf, const char *prefix, uint32_t shard)
     return shard_key(buf, prefix, shard, "stats");
 }
 
+size_t keys_lease(char *buf, const char *prefix, uint32_t shard)
+{
+    return shard_key(buf, prefix, shard, "lease");
+}
+
+void keys_clock(char *watermarks, char *expiries, const char *prefix)
+{
+    snprintf(watermarks, CLV_KEY_MAX, "%s{clock}:wm", prefix);
+    snprintf(expiries, CLV_KEY_MAX, "%s{clock}:exp", prefix);
+}
+
 size_t keys_meta(char *buf, const char *prefix)
 {
     int n = snprintf(buf, CLV_KEY_MAX, "%smeta", prefix);

@@ -73,3 +73,14 @@ void log_write(const struct clv_log *lg, enum clv_log_level level, const char *f
     fwrite(line, 1, (size_t)n, lg->out);
     fflush(lg->out);
 }
+
+enum clv_log_level log_level_from_syslog(int severity)
+{
+    if (severity <= 3)
+        return CLV_LOG_ERROR;
+    if (severity == 4)
+        return CLV_LOG_WARNING;
+    if (severity <= 6)
+        return CLV_LOG_INFO;
+    return CLV_LOG_DEBUG;
+}

@@ -86,6 +86,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     log_warn(p->log, "kafka producer: %s", reason);
 }
 
+static void producer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    const struct clv_producer *p = rd_kafka_opaque(rk);
+
+    log_write(p->log, log_level_from_syslog(level), "kafka producer: %s: %s", fac, buf);
+}
+
 int producer_open(struct clv_producer *p, const struct clv_config *cfg, const char *brokers,
                   struct clv_consumer *consumer, const struct clv_log *lg, char *err,
                   size_t errlen)
@@ -115,6 +122,7 @@ int producer_open(struct clv_producer *p, const struct clv_config *cfg, const ch
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_log_cb(conf, producer_log_cb);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
     if (p->rk == NULL)
         goto fail;

@@ -410,7 +410,10 @@ static void tier_upgrade(struct clv_customer *c, const struct clv_rules *r, clv_
 enum clv_apply_result stages_apply_event(struct clv_customer *c, const struct clv_rules *r,
                                          const struct clv_event *ev, struct clv_transitions *out)
 {
-    uint64_t fp = customer_event_fingerprint(ev->event_id, ev->event_id_len, ev->ts);
+    /* a re-delivery comes soon after in wall-clock time, however far apart
+     * the event times of a fast backfill are: age the memory by receipt */
+    uint64_t fp = customer_event_fingerprint(ev->event_id, ev->event_id_len,
+                                             ev->received ? ev->received : ev->ts);
     int in_order;
 
     if (customer_seen_event(c, fp))

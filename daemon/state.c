@@ -8,7 +8,13 @@
 
 #include "keys.h"
 
-extern const char clv_lua_apply[];
+extern const char clv_lua_apply[], clv_lua_sweep[], clv_lua_clock[];
+
+static const char *const script_source[CLV_SCRIPT_COUNT] = {
+    [CLV_SCRIPT_APPLY] = clv_lua_apply,
+    [CLV_SCRIPT_SWEEP] = clv_lua_sweep,
+    [CLV_SCRIPT_CLOCK] = clv_lua_clock,
+};
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -156,21 +162,68 @@ static int select_db(struct clv_store *st, char *err, size_t errlen)
     return 0;
 }
 
-static int load_scripts(struct clv_store *st, char *err, size_t errlen)
+/* Scripts are loaded once per connection and called by SHA; Redis forgets
+ * them on restart or failover, which NOSCRIPT replies reveal. */
+int store_load_scripts(struct clv_store *st, char *err, size_t errlen)
 {
-    redisReply *r = store_command(st, "SCRIPT LOAD %s", clv_lua_apply);
-
-    if (reply_error(r, "redis SCRIPT LOAD", err, errlen) != 0)
-        return -1;
-    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        clv_seterr(err, errlen, "redis SCRIPT LOAD: unexpected reply");
+    for (int i = 0; i < CLV_SCRIPT_COUNT; i++) {
+        redisReply *r = store_command(st, "SCRIPT LOAD %s", script_source[i]);
+        if (reply_error(r, "redis SCRIPT LOAD", err, errlen) != 0)
+            return -1;
+        if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+            clv_seterr(err, errlen, "redis SCRIPT LOAD: unexpected reply");
+            freeReplyObject(r);
+            return -1;
+        }
+        memcpy(st->sha[i], r->str, 40);
+        st->sha[i][40] = '\0';
         freeReplyObject(r);
-        return -1;
     }
-    memcpy(st->apply_sha, r->str, 40);
-    st->apply_sha[40] = '\0';
-    freeReplyObject(r);
     return 0;
+}
+
+const char *store_script_sha(const struct clv_store *st, enum clv_script script)
+{
+    return st->sha[script];
+}
+
+static int is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+redisReply *store_eval(struct clv_store *st, enum clv_script script, int nkeys, int argc,
+                       const char **argv, const size_t *argvlen)
+{
+    const char *av[32];
+    size_t avlen[32];
+    char nk[16];
+    redisReply *r = NULL;
+
+    if (argc + 3 > (int)CLV_ARRAY_LEN(av))
+        return NULL;
+    av[0] = "EVALSHA";
+    avlen[0] = 7;
+    av[2] = nk;
+    avlen[2] = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys);
+    memcpy(av + 3, argv, sizeof(*argv) * (size_t)argc);
+    memcpy(avlen + 3, argvlen, sizeof(*argvlen) * (size_t)argc);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char err[CLV_ERRLEN];
+        av[1] = st->sha[script];
+        avlen[1] = 40;
+        r = store_command_argv(st, argc + 3, av, avlen);
+        if (r == NULL || !is_noscript(r))
+            return r;
+        freeReplyObject(r);
+        r = NULL;
+        log_warn(st->log, "redis: script cache empty (restart or failover?): loading it again");
+        if (store_load_scripts(st, err, sizeof(err)) != 0) {
+            log_warn(st->log, "%s", err);
+            return NULL;
+        }
+    }
+    return r;
 }
 
 /* The shard count decides where every customer lives: it is written on
@@ -211,7 +264,7 @@ static int connect_now(struct clv_store *st, char *err, size_t errlen)
         return -1;
     }
     if (authenticate(st, err, errlen) != 0 || select_db(st, err, errlen) != 0 ||
-        load_scripts(st, err, errlen) != 0 || check_shards(st, err, errlen) != 0) {
+        store_load_scripts(st, err, errlen) != 0 || check_shards(st, err, errlen) != 0) {
         store_disconnect(st);
         return -1;
     }
@@ -558,7 +611,7 @@ static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struc
 
     a->argc = 0;
     arg_str(a, "EVALSHA");
-    arg_str(a, st->apply_sha);
+    arg_str(a, st->sha[CLV_SCRIPT_APPLY]);
     arg_str(a, "4");
     arg(a, a->keys[0], keys_customer(a->keys[0], prefix, it->shard, it->id, it->idlen));
     arg(a, a->keys[1], keys_due(a->keys[1], prefix, it->shard));
@@ -602,7 +655,7 @@ static enum cas_outcome cas_reply(struct clv_item *it, redisReply *r, char *err,
 {
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
         return CAS_DONE;
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+    if (is_noscript(r))
         return CAS_NOSCRIPT;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0) {
@@ -669,7 +722,7 @@ static void finish_unchanged(struct clv_batch *b, int item)
 static int reload_script(struct clv_store *st, char *err, size_t errlen)
 {
     log_warn(st->log, "redis: script cache empty (restart or failover?): loading it again");
-    return load_scripts(st, err, errlen);
+    return store_load_scripts(st, err, errlen);
 }
 
 static void reserve_work(struct clv_batch *b)

@@ -1,57 +1,112 @@
-/* sweeper.c -- due index scanning; see sweeper.h. */
+/* sweeper.c -- due index scanning and the group clock; see sweeper.h. */
 #include "sweeper.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "keys.h"
 
 void sweeper_init(struct clv_sweeper *s, uint32_t shards)
 {
+    char host[64] = "host";
+    struct timespec ts;
+
     memset(s, 0, sizeof(*s));
+    gethostname(host, sizeof(host) - 1);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(s->instance, sizeof(s->instance), "%s:%d:%lx", host, (int)getpid(),
+             (unsigned long)(ts.tv_nsec ^ ts.tv_sec));
     s->per_tick = shards < 64 ? shards : 64;
     s->per_shard = 256;
+    s->lease_ms = 5000;
+    s->cursor = (uint32_t)(ts.tv_nsec % shards); /* instances start apart */
+}
+
+static void append_sweep(struct clv_sweeper *s, struct clv_store *st, uint32_t shard,
+                         const char *now, const char *limit, const char *lease)
+{
+    char lkey[CLV_KEY_MAX], dkey[CLV_KEY_MAX];
+    const char *argv[9] = {"EVALSHA", store_script_sha(st, CLV_SCRIPT_SWEEP), "2", lkey, dkey,
+                           s->instance, lease, now, limit};
+    size_t argvlen[9];
+
+    keys_lease(lkey, st->cfg->key_prefix, shard);
+    keys_due(dkey, st->cfg->key_prefix, shard);
+    for (int i = 0; i < 9; i++)
+        argvlen[i] = strlen(argv[i]);
+    store_append_argv(st, 9, argv, argvlen);
+}
+
+static int queue_due(struct clv_batch *b, redisReply *r, uint32_t shards, clv_ms now)
+{
+    for (size_t k = 0; k < r->elements; k++)
+        batch_add_advance(b, r->element[k]->str, r->element[k]->len, shards, now);
+    return (int)r->elements;
 }
 
 int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
                     char *err, size_t errlen)
 {
     uint32_t shards = (uint32_t)st->cfg->shards;
-    char key[CLV_KEY_MAX], max[32], limit[16];
-    const char *argv[7] = {"ZRANGEBYSCORE", key, "-inf", max, "LIMIT", "0", limit};
-    size_t argvlen[7] = {13, 0, 4, 0, 5, 1, 0};
+    char nows[32], limit[16], lease[16];
     uint32_t first = s->cursor;
     int queued = 0, rc = 0;
 
     if (store_ensure(st, err, errlen) != 0)
         return -1;
-    argvlen[3] = (size_t)snprintf(max, sizeof(max), "%lld", (long long)now);
-    argvlen[6] = (size_t)snprintf(limit, sizeof(limit), "%d", s->per_shard);
-    for (uint32_t i = 0; i < s->per_tick; i++) {
-        argvlen[1] = keys_due(key, st->cfg->key_prefix, (first + i) % shards);
-        store_append_argv(st, 7, argv, argvlen);
-    }
+    snprintf(nows, sizeof(nows), "%lld", (long long)now);
+    snprintf(limit, sizeof(limit), "%d", s->per_shard);
+    snprintf(lease, sizeof(lease), "%lld", (long long)s->lease_ms);
+    for (uint32_t i = 0; i < s->per_tick; i++)
+        append_sweep(s, st, (first + i) % shards, nows, limit, lease);
     st->round_trips++;
     for (uint32_t i = 0; i < s->per_tick; i++) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
-            clv_seterr(err, errlen, "redis ZRANGEBYSCORE: connection lost");
+            clv_seterr(err, errlen, "redis sweep: connection lost");
             return -1;
         }
-        if (r->type != REDIS_REPLY_ARRAY) {
-            clv_seterr(err, errlen, "redis ZRANGEBYSCORE: %s",
-                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        if (r->type == REDIS_REPLY_ARRAY && rc == 0)
+            queued += queue_due(b, r, shards, now);
+        else if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+            clv_seterr(err, errlen, "redis sweep: %s", r->str);
             rc = -1;
         }
-        for (size_t k = 0; rc == 0 && k < r->elements; k++) {
-            batch_add_advance(b, r->element[k]->str, r->element[k]->len, shards, now);
-            queued++;
-        }
-        freeReplyObject(r);
+        freeReplyObject(r); /* NIL: another instance holds the lease */
     }
-    if (rc != 0)
+    if (rc != 0) {
+        if (strstr(err, "NOSCRIPT"))
+            store_load_scripts(st, err, errlen);
         return -1;
+    }
     s->cursor = (first + s->per_tick) % shards;
     s->swept += (uint64_t)queued;
     return queued;
+}
+
+clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms own, clv_ms ttl)
+{
+    char wkey[CLV_KEY_MAX], ekey[CLV_KEY_MAX], owns[32] = "", nows[32], ttls[32];
+    const char *argv[6] = {wkey, ekey, s->instance, owns, nows, ttls};
+    size_t argvlen[6];
+    redisReply *r;
+    clv_ms group = 0;
+
+    keys_clock(wkey, ekey, st->cfg->key_prefix);
+    if (own > 0)
+        snprintf(owns, sizeof(owns), "%lld", (long long)own);
+    snprintf(nows, sizeof(nows), "%lld", (long long)clv_now_ms());
+    snprintf(ttls, sizeof(ttls), "%lld", (long long)ttl);
+    for (int i = 0; i < 6; i++)
+        argvlen[i] = strlen(argv[i]);
+    r = store_eval(st, CLV_SCRIPT_CLOCK, 2, 6, argv, argvlen);
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_STRING)
+        group = strtoll(r->str, NULL, 10);
+    freeReplyObject(r);
+    return group;
 }

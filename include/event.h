@@ -32,7 +32,8 @@ enum clv_event_type { CLV_EV_PURCHASE = 0, CLV_EV_LOGIN = 1, CLV_EV_VISIT = 2 };
 struct clv_event {
     enum clv_event_type type;
     clv_ms ts;
-    double amount; /* purchases only; 0 otherwise */
+    clv_ms received; /* wall clock when parsed: ages the de-duplication memory */
+    double amount;   /* purchases only; 0 otherwise */
     char event_id[CLV_ID_MAX + 1];
     size_t event_id_len;
     char customer_id[CLV_ID_MAX + 1];

@@ -8,6 +8,8 @@
  *   <prefix>{sN}:due      due index: sorted set, member <id>, score deadline ms
  *   <prefix>{sN}:out      outbox: hash, field "<topic>:<seq>:<id>", value payload
  *   <prefix>{sN}:stats    counters: hash, stage populations and churn buckets
+ *   <prefix>{sN}:lease    which instance sweeps the shard (sweep.lua)
+ *   <prefix>{clock}:wm, <prefix>{clock}:exp   the group's event clock
  *   <prefix>meta          deployment facts (shard count), no hash tag needed
  *
  * The id is appended raw after the fixed ":c:" marker.  That is injective
@@ -31,7 +33,9 @@ size_t keys_customer(char *buf, const char *prefix, uint32_t shard, const char *
 size_t keys_due(char *buf, const char *prefix, uint32_t shard);
 size_t keys_outbox(char *buf, const char *prefix, uint32_t shard);
 size_t keys_stats(char *buf, const char *prefix, uint32_t shard);
+size_t keys_lease(char *buf, const char *prefix, uint32_t shard);
 size_t keys_meta(char *buf, const char *prefix);
+void keys_clock(char *watermarks, char *expiries, const char *prefix);
 
 /* Redis Cluster's slot of a key (CRC16 of the hash tag, mod 16384). */
 unsigned keys_cluster_slot(const char *key, size_t len);

@@ -23,6 +23,9 @@ void log_init(struct clv_log *lg, enum clv_log_level level, enum clv_log_format 
 void log_write(const struct clv_log *lg, enum clv_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Map a syslog severity (librdkafka's log levels) to ours. */
+enum clv_log_level log_level_from_syslog(int severity);
+
 #define log_debug(lg, ...) log_write((lg), CLV_LOG_DEBUG, __VA_ARGS__)
 #define log_info(lg, ...) log_write((lg), CLV_LOG_INFO, __VA_ARGS__)
 #define log_warn(lg, ...) log_write((lg), CLV_LOG_WARNING, __VA_ARGS__)

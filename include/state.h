@@ -21,11 +21,14 @@
 #include "sbuf.h"
 #include "stages.h"
 
+/* The Lua scripts, from daemon/lua/NAME.lua. */
+enum clv_script { CLV_SCRIPT_APPLY = 0, CLV_SCRIPT_SWEEP, CLV_SCRIPT_CLOCK, CLV_SCRIPT_COUNT };
+
 struct clv_store {
     redisContext *ctx; /* NULL while disconnected */
     const struct clv_redis_config *cfg;
     const struct clv_log *log;
-    char apply_sha[41];
+    char sha[CLV_SCRIPT_COUNT][41];
     uint64_t round_trips, commands; /* for the metrics and the benchmark */
     clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
     clv_ms backoff;
@@ -45,6 +48,13 @@ int store_connected(const struct clv_store *st);
 redisReply *store_command(struct clv_store *st, const char *fmt, ...);
 redisReply *store_command_argv(struct clv_store *st, int argc, const char **argv,
                                const size_t *argvlen);
+
+/* EVALSHA of a script with its keys and arguments; on NOSCRIPT the script
+ * is loaded again and the call repeated once.  NULL after an I/O error. */
+redisReply *store_eval(struct clv_store *st, enum clv_script script, int nkeys, int argc,
+                       const char **argv, const size_t *argvlen);
+int store_load_scripts(struct clv_store *st, char *err, size_t errlen);
+const char *store_script_sha(const struct clv_store *st, enum clv_script script);
 
 /* Pipelining: append commands, then read their replies in order. */
 void store_append_argv(struct clv_store *st, int argc, const char **argv, const size_t *argvlen);

@@ -1,18 +1,23 @@
 /* sweeper.h -- finds customers whose time-driven deadline has passed.
  *
- * Each shard's due index is a sorted set scored by deadline; a tick reads
- * the due members of a bounded number of shards (one pipeline) and queues
- * them in a batch to be advanced to `now`.  The batch's compare-and-set
- * makes it harmless if another instance, or an event, got there first. */
+ * Each shard's due index is a sorted set scored by deadline.  A tick looks at
+ * a bounded number of shards (one pipeline of sweep.lua calls): for each, it
+ * takes or renews the shard's sweep lease and reads up to `per_shard` due
+ * customers, which are queued in a batch to be advanced to `now`.  Shards
+ * leased by another live instance are skipped, so instances share the work
+ * and no customer is swept by two at once; the batch's compare-and-set keeps
+ * even that harmless. */
 #ifndef CLVD_SWEEPER_H
 #define CLVD_SWEEPER_H
 
 #include "state.h"
 
 struct clv_sweeper {
+    char instance[96];  /* this process: host:pid:random */
     uint32_t cursor;    /* next shard to look at */
     uint32_t per_tick;  /* shards per tick */
     int per_shard;      /* customers per shard per tick */
+    clv_ms lease_ms;
     uint64_t swept;
 };
 
@@ -22,5 +27,10 @@ void sweeper_init(struct clv_sweeper *s, uint32_t shards);
  * error. */
 int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
                     char *err, size_t errlen);
+
+/* Event clock across instances: publish this instance's watermark (0 when it
+ * holds no partition) and return the group's (the smallest of the live
+ * instances holding partitions), or 0 when unknown. */
+clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms own, clv_ms ttl);
 
 #endif

@@ -1,4 +1,6 @@
-# Turns each daemon/lua/NAME.lua into `const char clv_lua_NAME[]` in OUT.
+# Turns each DIR/NAME.lua into `const char clv_lua_NAME[]` in OUT.
+file(GLOB SCRIPTS ${DIR}/*.lua)
+list(SORT SCRIPTS)
 set(body "/* Generated from the daemon/lua scripts; do not edit. */\n")
 foreach(f ${SCRIPTS})
   get_filename_component(name ${f} NAME_WE)

@@ -121,8 +121,8 @@ char *h_fmt_ts(int64_t ms, char *buf, size_t buflen)
     struct tm tm;
 
     gmtime_r(&secs, &tm);
-    snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
     return buf;
 }
 
@@ -622,13 +622,11 @@ int h_produce(struct h_kafka *k, const char *topic, int32_t partition, const cha
     int64_t deadline;
 
     e = rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                          RD_KAFKA_V_KEY(key, keylen),
-                          RD_KAFKA_V_VALUE((void *)value, len),
+                          RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&st),
                           RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
-               rd_kafka_err2str(e));
+        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition, rd_kafka_err2str(e));
         return -1;
     }
     deadline = h_mono_ms() + 10000;
@@ -780,8 +778,7 @@ static rd_kafka_topic_partition_list_t *assignment_for(rd_kafka_t *rk, const cha
             if (found)
                 break;
             if (h_mono_ms() >= deadline) {
-                seterr(err, errlen, "no metadata for topic %s: %s", topics[t],
-                       rd_kafka_err2str(e));
+                seterr(err, errlen, "no metadata for topic %s: %s", topics[t], rd_kafka_err2str(e));
                 rd_kafka_topic_partition_list_destroy(parts);
                 return NULL;
             }
@@ -801,8 +798,7 @@ int h_consume(const char *bootstraps, const char *const *topics, size_t expected
     int rc = -1, *eof = NULL;
     int64_t start = h_mono_ms(), last = start;
 
-    snprintf(group, sizeof(group), "clvd-it-reader-%d-%lld", (int)getpid(),
-             (long long)h_mono_ms());
+    snprintf(group, sizeof(group), "clvd-it-reader-%d-%lld", (int)getpid(), (long long)h_mono_ms());
     if (conf_set(conf, "bootstrap.servers", bootstraps, err, errlen) != 0 ||
         conf_set(conf, "group.id", group, err, errlen) != 0 ||
         conf_set(conf, "enable.auto.commit", "false", err, errlen) != 0 ||
@@ -906,10 +902,10 @@ int h_config_init(struct h_config *c, const char *brokers, const char *group_id,
                   const char *redis_socket)
 {
     static const char *const topic_keys[][2] = {
-        {"kafka.topics.purchases", H_T_PURCHASES},   {"kafka.topics.logins", H_T_LOGINS},
-        {"kafka.topics.visits", H_T_VISITS},         {"kafka.topics.stage_changes", H_T_STAGE},
-        {"kafka.topics.churn_warnings", H_T_CHURN},  {"kafka.topics.win_back", H_T_WINBACK},
-        {"kafka.topics.tier_changes", H_T_TIER},     {"kafka.topics.alerts", H_T_ALERTS},
+        {"kafka.topics.purchases", H_T_PURCHASES},  {"kafka.topics.logins", H_T_LOGINS},
+        {"kafka.topics.visits", H_T_VISITS},        {"kafka.topics.stage_changes", H_T_STAGE},
+        {"kafka.topics.churn_warnings", H_T_CHURN}, {"kafka.topics.win_back", H_T_WINBACK},
+        {"kafka.topics.tier_changes", H_T_TIER},    {"kafka.topics.alerts", H_T_ALERTS},
         {"kafka.topics.dead_letter", H_T_DEAD},
     };
     int rc = 0;

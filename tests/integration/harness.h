@@ -58,8 +58,8 @@ void h_dump_file(const char *path, const char *title, size_t tail_bytes, FILE *o
 /* ---- redis-server ---------------------------------------------------------- */
 
 struct h_redis {
-    pid_t pid; /* 0 when not running */
-    int persist; /* set before start: appendonly yes (data survives restart) */
+    pid_t pid;              /* 0 when not running */
+    int persist;            /* set before start: appendonly yes (data survives restart) */
     char dir[H_PATHLEN];    /* private working directory */
     char socket[H_PATHLEN]; /* dir/redis.sock */
     char log[H_PATHLEN];    /* dir/redis.log */
@@ -81,9 +81,9 @@ int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_
 /* ---- mock Kafka cluster ---------------------------------------------------- */
 
 struct h_kafka {
-    rd_kafka_t *host;                /* dummy producer hosting the cluster */
+    rd_kafka_t *host; /* dummy producer hosting the cluster */
     rd_kafka_mock_cluster_t *mcluster;
-    rd_kafka_t *producer;            /* producer connected to the cluster */
+    rd_kafka_t *producer; /* producer connected to the cluster */
     char bootstraps[256];
 };
 
@@ -188,7 +188,7 @@ void h_config_free(struct h_config *c);
 /* ---- the clvd process ------------------------------------------------------- */
 
 struct h_clvd {
-    pid_t pid; /* 0 when not running */
+    pid_t pid;  /* 0 when not running */
     int status; /* wait status once reaped */
     char log[H_PATHLEN];
 };

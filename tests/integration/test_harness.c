@@ -67,8 +67,7 @@ static void test_redis(void **state)
     char reply[128], err[H_ERRLEN];
     struct h_redis p;
 
-    assert_int_equal(h_redis_command(&f->redis, "PING", reply, sizeof(reply), err, sizeof(err)),
-                     0);
+    assert_int_equal(h_redis_command(&f->redis, "PING", reply, sizeof(reply), err, sizeof(err)), 0);
     assert_string_equal(reply, "PONG");
     assert_int_equal(h_redis_command(&f->redis, "SET k v1", NULL, 0, err, sizeof(err)), 0);
     assert_int_equal(h_redis_command(&f->redis, "GET k", reply, sizeof(reply), err, sizeof(err)),
@@ -117,8 +116,7 @@ static void test_kafka_round_trip(void **state)
     assert_int_equal(h_kafka_create_topic(&k, "out", 1, err, sizeof(err)), 0);
     assert_int_equal(h_kafka_create_topic(&k, "empty", 2, err, sizeof(err)), 0);
 
-    assert_int_equal(h_produce_str(&k, "in", 0, "c1", "{\"a\":1}", &off[0], err, sizeof(err)),
-                     0);
+    assert_int_equal(h_produce_str(&k, "in", 0, "c1", "{\"a\":1}", &off[0], err, sizeof(err)), 0);
     assert_int_equal(h_produce_str(&k, "in", 2, NULL, "{\"a\":2}", &off[1], err, sizeof(err)), 0);
     assert_int_equal(h_produce_str(&k, "in", 0, "c1", "not json", &off[2], err, sizeof(err)), 0);
     assert_int_equal(
@@ -199,7 +197,7 @@ static void test_config(void **state)
     assert_int_equal(h_config_set(&c, "kafka.max_message_bytes", "%d", 4096), 0);
     assert_int_equal(h_config_set(&c, "lifecycle.at_risk.min_gap_days", "7"), 0);
     assert_int_equal(h_config_set(&c, "clock.lateness", "2s"), 0); /* replace */
-    assert_int_equal(h_config_set(&c, "log.level", NULL), 0);       /* remove */
+    assert_int_equal(h_config_set(&c, "log.level", NULL), 0);      /* remove */
     assert_int_equal(h_config_set_str(&c, "kafka.group_id", "a\"b"), 0);
     assert_int_equal(h_config_write(&c, path, err, sizeof(err)), 0);
     h_config_free(&c);
@@ -283,8 +281,7 @@ static void test_process(void **state)
     assert_false(h_clvd_running(&d));
 
     /* A binary that does not exist. */
-    assert_int_equal(h_clvd_start(&d, "/nonexistent/clvd", "cfg.yaml", log, err, sizeof(err)),
-                     -1);
+    assert_int_equal(h_clvd_start(&d, "/nonexistent/clvd", "cfg.yaml", log, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "No such file"));
 }
 

@@ -1,0 +1,948 @@
+/* test_lifecycle.c -- end-to-end lifecycle tests of clvd (SPEC sections 3, 5,
+ * 6, 7): a real redis-server, librdkafka's mock cluster, clvd as a child
+ * process in event-clock mode.
+ *
+ * Every test produces all of its input first, then starts clvd with a fresh
+ * consumer group on a flushed Redis, reads the output topics from the
+ * beginning until the expected number of messages arrived and the topics
+ * stayed quiet, stops clvd with SIGTERM (exit 0 within 10 s) and checks every
+ * message.  With all input present at start, event-time order is decided by
+ * the watermark alone (no late events), and once every partition is idle the
+ * watermark reaches the largest event time: deadlines up to the last event
+ * fire, later ones do not.
+ *
+ * Environment: CLVD_IT_FILTER=<glob> runs only the matching tests; see
+ * harness.h for CLVD_IT_KEEP and CLVD_IT_VERBOSE. */
+#define _GNU_SOURCE /* open_memstream */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#ifndef CLVD_BINARY
+#error "CLVD_BINARY (path of the clvd executable) must be defined"
+#endif
+
+#define CONSUME_TIMEOUT_MS 120000
+#define QUIET_MS 1500
+#define STOP_TIMEOUT_MS 10000
+
+/* ---- fixture --------------------------------------------------------------- */
+
+struct fixture {
+    struct h_redis redis; /* one per group, flushed before each test */
+    char dir[H_PATHLEN];  /* configs and logs */
+    int run;              /* clvd runs so far: unique group ids and file names */
+    /* per test */
+    struct h_kafka kafka;
+    struct h_clvd clvd;
+    int passed;
+};
+
+static int group_setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    char err[H_ERRLEN];
+
+    if (f == NULL)
+        return -1;
+    if (access(CLVD_BINARY, X_OK) != 0) {
+        fprintf(stderr, "clvd binary %s is missing: build the clvd target first\n", CLVD_BINARY);
+        free(f);
+        return -1;
+    }
+    if (h_tmpdir_create(f->dir, sizeof(f->dir), err, sizeof(err)) != 0 ||
+        h_redis_start(&f->redis, err, sizeof(err)) != 0) {
+        fprintf(stderr, "group setup: %s\n", err);
+        h_redis_stop(&f->redis);
+        h_tmpdir_remove(f->dir);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    h_redis_stop(&f->redis);
+    h_tmpdir_remove(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Fresh Redis data and a fresh mock cluster with the default topics. */
+static int fresh_world(struct fixture *f, int brokers, int in_partitions, char *err, size_t errlen)
+{
+    h_kafka_stop(&f->kafka);
+    if (h_redis_command(&f->redis, "FLUSHALL", NULL, 0, err, errlen) != 0)
+        return -1;
+    if (h_kafka_start(&f->kafka, brokers, err, errlen) != 0)
+        return -1;
+    return h_kafka_create_default_topics(&f->kafka, in_partitions, 1, err, errlen);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = *state;
+
+    memset(&f->kafka, 0, sizeof(f->kafka));
+    memset(&f->clvd, 0, sizeof(f->clvd));
+    f->passed = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    if (!f->passed && f->clvd.log[0] != '\0')
+        h_dump_file(f->clvd.log, "clvd log", 48 * 1024, stderr);
+    h_clvd_kill9(&f->clvd);
+    h_kafka_stop(&f->kafka);
+    return 0;
+}
+
+/* Write a config for the current cluster and Redis and start clvd. */
+static void start_clvd(struct fixture *f, const char *name)
+{
+    char cfgpath[H_PATHLEN + 64], logpath[H_PATHLEN + 64], group[96], err[H_ERRLEN];
+    struct h_config cfg;
+
+    f->run++;
+    snprintf(cfgpath, sizeof(cfgpath), "%s/%s-%d.yaml", f->dir, name, f->run);
+    snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", f->dir, name, f->run);
+    snprintf(group, sizeof(group), "clvd-it-%s-%d-%d", name, (int)getpid(), f->run);
+    assert_int_equal(h_config_init(&cfg, f->kafka.bootstraps, group, f->redis.socket), 0);
+    if (h_config_write(&cfg, cfgpath, err, sizeof(err)) != 0) {
+        h_config_free(&cfg);
+        fail_msg("%s", err);
+    }
+    h_config_free(&cfg);
+    if (h_clvd_start(&f->clvd, CLVD_BINARY, cfgpath, logpath, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+}
+
+/* Read the outputs until `expected` messages arrived and the topics stayed
+ * quiet; then SIGTERM clvd (exit 0 within 10 s) and check that nothing more
+ * was published on the way out. */
+static void collect_and_stop(struct fixture *f, size_t expected, struct h_records *out)
+{
+    char err[H_ERRLEN];
+    struct h_records after = {0};
+    size_t n;
+
+    if (h_consume(f->kafka.bootstraps, h_output_topics, expected, QUIET_MS, CONSUME_TIMEOUT_MS, out,
+                  err, sizeof(err)) != 0) {
+        h_records_dump(out, stderr);
+        if (!h_clvd_running(&f->clvd))
+            fail_msg("%s; clvd is not running (wait status 0x%x)", err, f->clvd.status);
+        fail_msg("%s", err);
+    }
+    if (h_clvd_stop(&f->clvd, STOP_TIMEOUT_MS, err, sizeof(err)) != 0)
+        fail_msg("SIGTERM: %s", err);
+    n = out->n;
+    if (h_consume(f->kafka.bootstraps, h_output_topics, n, 500, 30000, &after, err, sizeof(err)) !=
+            0 ||
+        after.n != n) {
+        h_records_dump(&after, stderr);
+        h_records_free(&after);
+        fail_msg("%zu output message(s) before SIGTERM, other count after: %s", n, err);
+    }
+    h_records_free(&after);
+}
+
+/* ---- producing events ------------------------------------------------------ */
+
+/* Produce a JSON value (printf format); returns its offset. */
+static int64_t send_json(struct fixture *f, const char *topic, int32_t partition, const char *key,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int64_t send_json(struct fixture *f, const char *topic, int32_t partition, const char *key,
+                         const char *fmt, ...)
+{
+    char *value = NULL, err[H_ERRLEN];
+    int64_t offset = -1;
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vasprintf(&value, fmt, ap);
+    va_end(ap);
+    assert_true(rc >= 0);
+    rc = h_produce_str(&f->kafka, topic, partition, key, value, &offset, err, sizeof(err));
+    free(value);
+    if (rc != 0)
+        fail_msg("%s", err);
+    return offset;
+}
+
+/* One input event.  `ts` is an RFC 3339 literal or, starting with '#', epoch
+ * milliseconds; event ids are derived from the content, so two runs with the
+ * same events carry the same ids. */
+struct ev {
+    const char *topic;
+    int partition;
+    const char *key; /* NULL: no key */
+    const char *customer;
+    const char *ts;
+    double amount;     /* purchases */
+    const char *extra; /* more JSON members, e.g. "\"channel\":\"search\"", or NULL */
+};
+
+static void send_event(struct fixture *f, const struct ev *e)
+{
+    char ts[64], amount[64] = "";
+
+    if (e->ts[0] == '#')
+        snprintf(ts, sizeof(ts), "%s", e->ts + 1);
+    else
+        snprintf(ts, sizeof(ts), "\"%s\"", e->ts);
+    if (strcmp(e->topic, H_T_PURCHASES) == 0)
+        snprintf(amount, sizeof(amount), ",\"amount\":%.2f", e->amount);
+    send_json(f, e->topic, e->partition, e->key,
+              "{\"event_id\":\"%s/%s/%s\",\"customer_id\":\"%s\",\"ts\":%s%s%s%s}", e->customer,
+              e->topic, e->ts[0] == '#' ? e->ts + 1 : e->ts, e->customer, ts, amount,
+              e->extra != NULL ? "," : "", e->extra != NULL ? e->extra : "");
+}
+
+/* ---- expected outputs ------------------------------------------------------ */
+
+struct expect {
+    const char *topic;
+    const char *customer;
+    int seq;
+    const char *from; /* NULL: JSON null */
+    const char *to;
+    const char *reason;
+    int64_t at;
+    const char *kind; /* win-back */
+    int purchases;
+    double revenue;
+    const char *channel; /* checked when not NULL */
+};
+
+#define MAX_EXPECT 96
+struct expectations {
+    int n;
+    struct expect e[MAX_EXPECT];
+};
+
+/* A stage change and what it implies (SPEC section 6): a churn warning when
+ * entering at_risk; a win-back trigger when entering dormant or churned and
+ * for returned / won_back, only for customers with >= 1 purchase. */
+static void expect_stage(struct expectations *x, const char *customer, int seq, const char *from,
+                         const char *to, const char *reason, int64_t at, int purchases,
+                         double revenue)
+{
+    struct expect base = {H_T_STAGE, customer, seq,       from,    to,  reason,
+                          at,        NULL,     purchases, revenue, NULL};
+    const char *kind = NULL;
+
+    assert_true(x->n + 3 <= MAX_EXPECT);
+    x->e[x->n++] = base;
+    if (strcmp(to, "at_risk") == 0) {
+        x->e[x->n] = base;
+        x->e[x->n++].topic = H_T_CHURN;
+    }
+    if (strcmp(to, "dormant") == 0)
+        kind = "dormant";
+    else if (strcmp(to, "churned") == 0)
+        kind = "churned";
+    else if (strcmp(reason, "returned") == 0)
+        kind = "returned";
+    else if (strcmp(reason, "won_back") == 0)
+        kind = "won_back";
+    if (kind != NULL && purchases > 0) {
+        x->e[x->n] = base;
+        x->e[x->n].topic = H_T_WINBACK;
+        x->e[x->n++].kind = kind;
+    }
+}
+
+static size_t expected_count(const struct expectations *x, const char *topic)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < x->n; i++)
+        if (topic == NULL || strcmp(x->e[i].topic, topic) == 0)
+            n++;
+    return n;
+}
+
+static const char *schema_of(const char *topic)
+{
+    if (strcmp(topic, H_T_STAGE) == 0)
+        return "clvd.stage_change.v1";
+    if (strcmp(topic, H_T_CHURN) == 0)
+        return "clvd.churn_warning.v1";
+    return "clvd.win_back.v1";
+}
+
+static int streq_or_null(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Check one output message against its expectation; problems go to `log`. */
+static void check_message(const struct expect *e, const struct h_record *r, FILE *log)
+{
+    const json_t *j = r->json, *cust;
+    char at[32], id[192];
+    const char *s;
+    double v;
+
+    snprintf(id, sizeof(id), "%s:%d", e->customer, e->seq);
+#define PROBLEM(...)                                                                               \
+    do {                                                                                           \
+        fprintf(log, "  %s %s: ", e->topic, id);                                                   \
+        fprintf(log, __VA_ARGS__);                                                                 \
+        fputc('\n', log);                                                                          \
+    } while (0)
+    if (!streq_or_null(r->key, e->customer))
+        PROBLEM("key %s, want %s", r->key ? r->key : "(none)", e->customer);
+    if (!streq_or_null(h_json_str(j, "schema"), schema_of(e->topic)))
+        PROBLEM("schema %s, want %s", h_json_str(j, "schema"), schema_of(e->topic));
+    if (!streq_or_null(h_json_str(j, "customer_id"), e->customer))
+        PROBLEM("customer_id %s", h_json_str(j, "customer_id"));
+    if (e->from == NULL ? !h_json_is_null(j, "from")
+                        : !streq_or_null(h_json_str(j, "from"), e->from))
+        PROBLEM("from %s, want %s", h_json_is_null(j, "from") ? "null" : h_json_str(j, "from"),
+                e->from ? e->from : "null");
+    if (!streq_or_null(h_json_str(j, "to"), e->to))
+        PROBLEM("to %s, want %s", h_json_str(j, "to"), e->to);
+    if (!streq_or_null(h_json_str(j, "reason"), e->reason))
+        PROBLEM("reason %s, want %s", h_json_str(j, "reason"), e->reason);
+    h_fmt_ts(e->at, at, sizeof(at));
+    if (!streq_or_null(h_json_str(j, "at"), at))
+        PROBLEM("at %s, want %s", h_json_str(j, "at"), at);
+    if (h_json_str(j, "emitted_at") == NULL)
+        PROBLEM("no emitted_at");
+    if (e->kind != NULL && !streq_or_null(h_json_str(j, "kind"), e->kind))
+        PROBLEM("kind %s, want %s", h_json_str(j, "kind"), e->kind);
+    if (strcmp(e->topic, H_T_CHURN) == 0 &&
+        (!h_json_has_number(j, "risk", NULL) || !h_json_has_number(j, "clv_at_stake", NULL)))
+        PROBLEM("risk or clv_at_stake missing or not numbers");
+    cust = json_object_get(j, "customer");
+    if (!json_is_object(cust)) {
+        PROBLEM("no customer object");
+        return;
+    }
+    if (!h_json_has_number(cust, "purchases", &v) || v != e->purchases)
+        PROBLEM("customer.purchases %g, want %d", v, e->purchases);
+    if (!h_json_has_number(cust, "revenue", &v) || v < e->revenue - 1e-6 || v > e->revenue + 1e-6)
+        PROBLEM("customer.revenue %g, want %g", v, e->revenue);
+    s = h_json_str(cust, "channel");
+    if (e->channel != NULL && !streq_or_null(s, e->channel))
+        PROBLEM("customer.channel %s, want %s", s, e->channel);
+#undef PROBLEM
+}
+
+/* Every expected message exactly once with the right fields, per customer in
+ * sequence order on each topic, and nothing else on any output topic. */
+static void check_outputs(const struct expectations *x, const struct h_records *rs)
+{
+    char *text = NULL;
+    size_t textlen = 0;
+    FILE *log = open_memstream(&text, &textlen);
+    int problems;
+
+    assert_non_null(log);
+    for (int i = 0; i < x->n; i++) {
+        const struct expect *e = &x->e[i];
+        char id[192];
+        int found = 0;
+        size_t at = 0;
+
+        snprintf(id, sizeof(id), "%s:%d", e->customer, e->seq);
+        for (size_t k = 0; k < rs->n; k++)
+            if (strcmp(rs->r[k].topic, e->topic) == 0 &&
+                streq_or_null(h_json_str(rs->r[k].json, "event_id"), id)) {
+                found++;
+                at = k;
+            }
+        if (found != 1) {
+            fprintf(log, "  %s %s (%s -> %s, %s): found %d time(s), want once\n", e->topic, id,
+                    e->from ? e->from : "null", e->to, e->reason, found);
+            continue;
+        }
+        check_message(e, &rs->r[at], log);
+    }
+    for (int t = 0; h_output_topics[t] != NULL; t++) {
+        size_t got = h_records_count(rs, h_output_topics[t]);
+        size_t want = expected_count(x, h_output_topics[t]);
+        if (got != want)
+            fprintf(log, "  %s: %zu message(s), want %zu\n", h_output_topics[t], got, want);
+    }
+    /* Per customer and topic, sequence numbers increase in publication order. */
+    for (size_t a = 0; a < rs->n; a++) {
+        const char *ida = h_json_str(rs->r[a].json, "event_id"), *ca;
+        if (ida == NULL || (ca = strrchr(ida, ':')) == NULL)
+            continue;
+        for (size_t b = a + 1; b < rs->n; b++) {
+            const char *idb = h_json_str(rs->r[b].json, "event_id"), *cb;
+            if (idb == NULL || (cb = strrchr(idb, ':')) == NULL ||
+                strcmp(rs->r[a].topic, rs->r[b].topic) != 0 || ca - ida != cb - idb ||
+                strncmp(ida, idb, (size_t)(ca - ida)) != 0)
+                continue;
+            if (atoi(cb + 1) <= atoi(ca + 1))
+                fprintf(log, "  %s: %s published after %s\n", rs->r[a].topic, idb, ida);
+        }
+    }
+    fclose(log);
+    problems = textlen > 0;
+    if (problems) {
+        h_records_dump(rs, stderr);
+        fprintf(stderr, "==== output problems:\n%s", text);
+    }
+    free(text);
+    if (problems)
+        fail_msg("the outputs differ from the expected ones (see above)");
+}
+
+/* ---- a. the lifecycle walk -------------------------------------------------- */
+
+static const struct ev lifecycle_events[] = {
+    /* In time order; every partition is written in time order too.  The ticker
+     * visits every 10 days (epoch-ms timestamps), keeping itself active. */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1735689600000", 0, NULL}, /* 2025-01-01T00:00Z */
+    {H_T_VISITS, 0, "alice", "alice", "2025-01-01T08:00:00Z", 0, "\"channel\":\"search\""},
+    {H_T_PURCHASES, 1, "alice", "alice", "2025-01-02T10:00:00Z", 20, "\"channel\":\"email\""},
+    {H_T_VISITS, 1, "carol", "carol", "2025-01-05T09:00:00Z", 0, NULL},
+    {H_T_VISITS, 2, "ticker", "ticker", "#1736553600000", 0, NULL}, /* 01-11 */
+    {H_T_PURCHASES, 1, "alice", "alice", "2025-01-12T10:00:00.000Z", 30, NULL},
+    {H_T_LOGINS, 2, "alice", "alice", "2025-01-20T20:30:00+02:00", 0, NULL}, /* 18:30Z */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1737417600000", 0, NULL},          /* 01-21 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1738281600000", 0, NULL},          /* 01-31 */
+    {H_T_PURCHASES, 2, "bob", "bob", "2025-02-01T12:00:00Z", 40, NULL},
+    {H_T_VISITS, 2, "ticker", "ticker", "#1739145600000", 0, NULL},  /* 02-10 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1740009600000", 0, NULL},  /* 02-20 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1740873600000", 0, NULL},  /* 03-02 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1741737600000", 0, NULL},  /* 03-12 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1742601600000", 0, NULL},  /* 03-22 */
+    {H_T_VISITS, 1, NULL, "carol", "2025-04-01T09:00:00Z", 0, NULL}, /* no key */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1743465600000", 0, NULL},  /* 04-01 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1744329600000", 0, NULL},  /* 04-11 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1745193600000", 0, NULL},  /* 04-21 */
+    {H_T_PURCHASES, 2, "bob", "bob", "2025-05-01T15:00:00Z", 35, NULL},
+    {H_T_VISITS, 2, "ticker", "ticker", "#1746057600000", 0, NULL},              /* 05-01 */
+    {H_T_PURCHASES, 2, "someone-else", "bob", "2025-05-10T15:00:00Z", 20, NULL}, /* wrong key */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1746921600000", 0, NULL},              /* 05-11 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1747785600000", 0, NULL},              /* 05-21 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1748649600000", 0, NULL},              /* 05-31 */
+    {H_T_PURCHASES, 0, "dave", "dave", "2025-06-01T14:00:00Z", 20, NULL},
+    {H_T_PURCHASES, 0, "dave", "dave", "2025-06-03T14:00:00Z", 20, NULL},
+    {H_T_PURCHASES, 0, "dave", "dave", "2025-06-05T14:00:00Z", 20, NULL},
+    {H_T_PURCHASES, 0, "dave", "dave", "2025-06-07T14:00:00Z", 20, NULL},
+    {H_T_PURCHASES, 0, "dave", "dave", "2025-06-09T14:00:00Z", 20, NULL},
+    {H_T_VISITS, 2, "ticker", "ticker", "#1749513600000", 0, NULL}, /* 06-10 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1750377600000", 0, NULL}, /* 06-20 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1751241600000", 0, NULL}, /* 06-30 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1752105600000", 0, NULL}, /* 07-10 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1752969600000", 0, NULL}, /* 07-20 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1753833600000", 0, NULL}, /* 07-30 */
+    {H_T_LOGINS, 2, "alice", "alice", "2025-08-01T09:00:00Z", 0, NULL},
+    {H_T_PURCHASES, 1, "alice", "alice", "2025-08-05T12:00:00Z", 25, NULL},
+    {H_T_VISITS, 2, "ticker", "ticker", "#1754697600000", 0, NULL}, /* 08-09 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1755561600000", 0, NULL}, /* 08-19 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1756425600000", 0, NULL}, /* 08-29 */
+    {H_T_VISITS, 2, "ticker", "ticker", "#1756684800000", 0, NULL}, /* 09-01: the end */
+};
+
+static void lifecycle_expectations(struct expectations *x)
+{
+    const int64_t D = H_DAY_MS;
+    int64_t a_p2 = h_ts("2025-01-12T10:00:00Z"), a_login = h_ts("2025-01-20T18:30:00Z");
+    int64_t b_p1 = h_ts("2025-02-01T12:00:00Z"), b_p3 = h_ts("2025-05-10T15:00:00Z");
+    int64_t c_v1 = h_ts("2025-01-05T09:00:00Z"), c_v2 = h_ts("2025-04-01T09:00:00Z");
+    int64_t d_p5 = h_ts("2025-06-09T14:00:00Z");
+    int first;
+
+    memset(x, 0, sizeof(*x));
+
+    /* alice: purchase days 01-02 and 01-12, mean gap 10 d -> at_risk after
+     * max(14, 2 * 10) = 20 d without a purchase.  Dormant and churned count
+     * from her last activity, the login of 01-20 18:30Z. */
+    first = x->n;
+    expect_stage(x, "alice", 1, NULL, "prospect", "first_seen", h_ts("2025-01-01T08:00:00Z"), 0, 0);
+    expect_stage(x, "alice", 2, "prospect", "new", "first_purchase", h_ts("2025-01-02T10:00:00Z"),
+                 1, 20);
+    expect_stage(x, "alice", 3, "new", "active", "repeat_purchase", a_p2, 2, 50);
+    expect_stage(x, "alice", 4, "active", "at_risk", "purchase_gap", a_p2 + 20 * D, 2, 50);
+    expect_stage(x, "alice", 5, "at_risk", "dormant", "inactive", a_login + 60 * D, 2, 50);
+    expect_stage(x, "alice", 6, "dormant", "churned", "inactive", a_login + 180 * D, 2, 50);
+    expect_stage(x, "alice", 7, "churned", "at_risk", "returned", h_ts("2025-08-01T09:00:00Z"), 2,
+                 50);
+    expect_stage(x, "alice", 8, "at_risk", "active", "recovered", h_ts("2025-08-05T12:00:00Z"), 3,
+                 75);
+    /* Her next deadline, dormant on 10-04, is after the last event. */
+    for (int i = first; i < x->n; i++)
+        x->e[i].channel = "search"; /* the channel of her first event */
+
+    /* bob: one purchase day -> at_risk after 30 d; won back; then purchase
+     * days 02-01, 05-01, 05-10 (mean gap 49 d, at_risk after 98 d) but
+     * dormant comes first, 60 d after 05-10.  Churned (11-06) is too late. */
+    expect_stage(x, "bob", 1, NULL, "new", "first_purchase", b_p1, 1, 40);
+    expect_stage(x, "bob", 2, "new", "at_risk", "purchase_gap", b_p1 + 30 * D, 1, 40);
+    expect_stage(x, "bob", 3, "at_risk", "dormant", "inactive", b_p1 + 60 * D, 1, 40);
+    expect_stage(x, "bob", 4, "dormant", "reactivated", "won_back", h_ts("2025-05-01T15:00:00Z"), 2,
+                 75);
+    expect_stage(x, "bob", 5, "reactivated", "active", "repeat_purchase", b_p3, 3, 95);
+    expect_stage(x, "bob", 6, "active", "dormant", "inactive", b_p3 + 60 * D, 3, 95);
+
+    /* carol never buys: no churn warnings and no win-back triggers. */
+    expect_stage(x, "carol", 1, NULL, "prospect", "first_seen", c_v1, 0, 0);
+    expect_stage(x, "carol", 2, "prospect", "dormant", "inactive", c_v1 + 60 * D, 0, 0);
+    expect_stage(x, "carol", 3, "dormant", "prospect", "returned", c_v2, 0, 0);
+    expect_stage(x, "carol", 4, "prospect", "dormant", "inactive", c_v2 + 60 * D, 0, 0);
+
+    /* dave: 5 purchases in 9 days -> loyal; mean gap 2 d -> at_risk after
+     * max(14, 4) = 14 d; dormant 60 d after the last purchase. */
+    expect_stage(x, "dave", 1, NULL, "new", "first_purchase", h_ts("2025-06-01T14:00:00Z"), 1, 20);
+    expect_stage(x, "dave", 2, "new", "active", "repeat_purchase", h_ts("2025-06-03T14:00:00Z"), 2,
+                 40);
+    expect_stage(x, "dave", 3, "active", "loyal", "loyal_threshold", d_p5, 5, 100);
+    expect_stage(x, "dave", 4, "loyal", "at_risk", "purchase_gap", d_p5 + 14 * D, 5, 100);
+    expect_stage(x, "dave", 5, "at_risk", "dormant", "inactive", d_p5 + 60 * D, 5, 100);
+
+    /* ticker: seen every 10 days, never dormant. */
+    expect_stage(x, "ticker", 1, NULL, "prospect", "first_seen", h_ts("2025-01-01T00:00:00Z"), 0,
+                 0);
+}
+
+static void test_lifecycle_walk(void **state)
+{
+    struct fixture *f = *state;
+    struct expectations x;
+    struct h_records rs = {0};
+    char err[H_ERRLEN];
+
+    if (fresh_world(f, 3, 3, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    for (size_t i = 0; i < sizeof(lifecycle_events) / sizeof(lifecycle_events[0]); i++)
+        send_event(f, &lifecycle_events[i]);
+    lifecycle_expectations(&x);
+    assert_int_equal(expected_count(&x, H_T_STAGE), 24);
+    assert_int_equal(expected_count(&x, H_T_CHURN), 4);
+    assert_int_equal(expected_count(&x, H_T_WINBACK), 7);
+
+    start_clvd(f, "walk");
+    collect_and_stop(f, expected_count(&x, NULL), &rs);
+    check_outputs(&x, &rs);
+    h_records_free(&rs);
+    f->passed = 1;
+}
+
+/* ---- b. dead letters ---------------------------------------------------------- */
+
+struct dead {
+    const char *topic;
+    int partition;
+    int64_t offset;
+    const char *reason; /* NULL: any (printed) */
+    char *value;        /* owned */
+    size_t len;
+    int binary; /* not UTF-8: expect value_base64 */
+};
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* Decode padded base64; returns the length or -1. */
+static long b64decode(const char *in, unsigned char *out, size_t outlen)
+{
+    size_t n = 0, len = strlen(in);
+
+    if (len % 4 != 0)
+        return -1;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = in[i + k] == '=' ? 0 : b64val(in[i + k]);
+        if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0)
+            return -1;
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | v[3];
+        unsigned char b[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8), (unsigned char)w};
+        int take = in[i + 2] == '=' ? 1 : in[i + 3] == '=' ? 2 : 3;
+        for (int k = 0; k < take; k++) {
+            if (n == outlen)
+                return -1;
+            out[n++] = b[k];
+        }
+    }
+    return (long)n;
+}
+
+static void send_bad(struct fixture *f, struct dead *d, const char *topic, int partition,
+                     const char *reason, const void *value, size_t len, int binary)
+{
+    char err[H_ERRLEN];
+
+    d->topic = topic;
+    d->partition = partition;
+    d->reason = reason;
+    d->binary = binary;
+    d->len = len;
+    d->value = malloc(len + 1);
+    assert_non_null(d->value);
+    memcpy(d->value, value, len);
+    d->value[len] = '\0';
+    if (h_produce(&f->kafka, topic, partition, "bad", value, len, &d->offset, err, sizeof(err)) !=
+        0)
+        fail_msg("%s", err);
+}
+
+/* Remove (and free) the records of one topic. */
+static void drop_topic(struct h_records *rs, const char *topic)
+{
+    size_t keep = 0;
+
+    for (size_t k = 0; k < rs->n; k++) {
+        if (strcmp(rs->r[k].topic, topic) != 0) {
+            rs->r[keep++] = rs->r[k];
+            continue;
+        }
+        free(rs->r[k].topic);
+        free(rs->r[k].key);
+        free(rs->r[k].value);
+        if (rs->r[k].json != NULL)
+            json_decref(rs->r[k].json);
+    }
+    rs->n = keep;
+}
+
+static void test_dead_letters(void **state)
+{
+    struct fixture *f = *state;
+    struct dead dl[16];
+    int ndl = 0;
+    struct expectations x;
+    struct h_records rs = {0};
+    char err[H_ERRLEN], future[32], buf[256], *big;
+    const size_t big_len = 70000;
+    static const char utf8_bad[] = "{\"event_id\":\"dl-utf8\",\"customer_id\":\"dl-\xff\xfe\","
+                                   "\"ts\":\"2025-03-02T12:00:00Z\"}";
+    size_t off;
+    char *text = NULL;
+    size_t textlen = 0;
+    FILE *log;
+
+    if (fresh_world(f, 1, 2, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    memset(dl, 0, sizeof(dl));
+    h_fmt_ts(h_now_ms() + 3600 * 1000, future, sizeof(future));
+
+    /* Valid events of dl1 interleaved with one rejected message per reason. */
+    send_json(f, H_T_VISITS, 0, "dl1",
+              "{\"event_id\":\"dl1-v1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-01T10:00:00Z\"}");
+#define BAD(topic, part, reason, literal)                                                          \
+    send_bad(f, &dl[ndl++], topic, part, reason, literal, sizeof(literal) - 1, 0)
+    BAD(H_T_VISITS, 0, "invalid_json", "{\"event_id\":\"dl-json\",\"customer_id\":");
+    send_json(f, H_T_PURCHASES, 0, "dl1",
+              "{\"event_id\":\"dl1-p1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-02T10:00:00Z\","
+              "\"amount\":20}");
+    BAD(H_T_PURCHASES, 0, "missing_field:event_id",
+        "{\"customer_id\":\"dl-noid\",\"ts\":\"2025-03-02T11:00:00Z\",\"amount\":10}");
+    BAD(H_T_PURCHASES, 0, "bad_type:amount",
+        "{\"event_id\":\"dl-amt\",\"customer_id\":\"dl-amt\",\"ts\":\"2025-03-02T11:00:00Z\","
+        "\"amount\":\"12.50\"}");
+    BAD(H_T_PURCHASES, 1, "negative_amount",
+        "{\"event_id\":\"dl-neg\",\"customer_id\":\"dl-neg\",\"ts\":\"2025-03-02T11:00:00Z\","
+        "\"amount\":-5}");
+    BAD(H_T_PURCHASES, 1, "type_mismatch",
+        "{\"event_id\":\"dl-type\",\"customer_id\":\"dl-type\",\"ts\":\"2025-03-02T11:00:00Z\","
+        "\"type\":\"visit\",\"amount\":5}");
+    BAD(H_T_VISITS, 1, "bad_timestamp",
+        "{\"event_id\":\"dl-ts\",\"customer_id\":\"dl-ts\",\"ts\":\"2025-13-45T99:00:00Z\"}");
+    snprintf(buf, sizeof(buf),
+             "{\"event_id\":\"dl-future\",\"customer_id\":\"dl-future\",\"ts\":\"%s\"}", future);
+    send_bad(f, &dl[ndl++], H_T_LOGINS, 0, "future_timestamp", buf, strlen(buf), 0);
+    BAD(H_T_LOGINS, 0, "bad_customer_id",
+        "{\"event_id\":\"dl-cid\",\"customer_id\":\"bad\\u0001id\",\"ts\":\"2025-03-02T11:00:"
+        "00Z\"}");
+    /* Valid JSON, but over max_message_bytes (64 KiB). */
+    big = malloc(big_len + 1);
+    assert_non_null(big);
+    off = (size_t)snprintf(big, big_len,
+                           "{\"event_id\":\"dl-big\",\"customer_id\":\"dl-big\","
+                           "\"ts\":\"2025-03-02T11:00:00Z\",\"pad\":\"");
+    memset(big + off, 'x', big_len - off - 2);
+    memcpy(big + big_len - 2, "\"}", 2);
+    big[big_len] = '\0';
+    send_bad(f, &dl[ndl++], H_T_VISITS, 0, "too_large", big, big_len, 0);
+    free(big);
+    /* Not UTF-8: the dead letter carries value_base64; the reason is not
+     * named by the spec (invalid_json or similar). */
+    send_bad(f, &dl[ndl++], H_T_LOGINS, 1, NULL, utf8_bad, sizeof(utf8_bad) - 1, 1);
+#undef BAD
+    send_json(f, H_T_PURCHASES, 0, "dl1",
+              "{\"event_id\":\"dl1-p2\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-05T10:00:00Z\","
+              "\"amount\":25}");
+    send_json(f, H_T_LOGINS, 1, "dl1",
+              "{\"event_id\":\"dl1-l1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-06T10:00:00Z\"}");
+
+    /* dl1's transitions, and nothing else: a rejected event (the one 1 h in
+     * the future in particular) must not move the clock -- if it did, dl1's
+     * at_risk deadline (03-19) would fire. */
+    memset(&x, 0, sizeof(x));
+    expect_stage(&x, "dl1", 1, NULL, "prospect", "first_seen", h_ts("2025-03-01T10:00:00Z"), 0, 0);
+    expect_stage(&x, "dl1", 2, "prospect", "new", "first_purchase", h_ts("2025-03-02T10:00:00Z"), 1,
+                 20);
+    expect_stage(&x, "dl1", 3, "new", "active", "repeat_purchase", h_ts("2025-03-05T10:00:00Z"), 2,
+                 45);
+
+    start_clvd(f, "dead");
+    collect_and_stop(f, expected_count(&x, NULL) + (size_t)ndl, &rs);
+
+    /* Check the dead letters, then drop them and check the rest. */
+    log = open_memstream(&text, &textlen);
+    assert_non_null(log);
+    for (int i = 0; i < ndl; i++) {
+        const struct dead *d = &dl[i];
+        const struct h_record *r = NULL;
+        int found = 0;
+        const char *reason, *value;
+
+        for (size_t k = 0; k < rs.n; k++) {
+            const json_t *j = rs.r[k].json;
+            double p = -1, o = -1;
+            if (strcmp(rs.r[k].topic, H_T_DEAD) == 0 &&
+                streq_or_null(h_json_str(j, "topic"), d->topic) &&
+                h_json_has_number(j, "partition", &p) && p == d->partition &&
+                h_json_has_number(j, "offset", &o) && o == (double)d->offset) {
+                r = &rs.r[k];
+                found++;
+            }
+        }
+        if (found != 1) {
+            fprintf(log, "  %s[%d]@%lld (%s): %d dead letter(s), want 1\n", d->topic, d->partition,
+                    (long long)d->offset, d->reason ? d->reason : "not UTF-8", found);
+            continue;
+        }
+        reason = h_json_str(r->json, "reason");
+        if (d->reason != NULL && !streq_or_null(reason, d->reason))
+            fprintf(log, "  %s[%d]@%lld: reason %s, want %s\n", d->topic, d->partition,
+                    (long long)d->offset, reason, d->reason);
+        if (d->reason == NULL)
+            fprintf(stderr, "[info] reason for invalid UTF-8: %s\n", reason ? reason : "(none)");
+        if (reason == NULL || reason[0] == '\0')
+            fprintf(log, "  %s[%d]@%lld: no reason\n", d->topic, d->partition,
+                    (long long)d->offset);
+        if (d->binary) {
+            unsigned char dec[512];
+            long n;
+            value = h_json_str(r->json, "value_base64");
+            n = value != NULL ? b64decode(value, dec, sizeof(dec)) : -1;
+            if (n != (long)d->len || memcmp(dec, d->value, d->len) != 0)
+                fprintf(log, "  %s[%d]@%lld: value_base64 %s does not decode to the input\n",
+                        d->topic, d->partition, (long long)d->offset, value ? value : "(none)");
+        } else {
+            json_t *jv = json_object_get(r->json, "value");
+            if (!json_is_string(jv) || json_string_length(jv) != d->len ||
+                memcmp(json_string_value(jv), d->value, d->len) != 0)
+                fprintf(log, "  %s[%d]@%lld: value is not the original bytes\n", d->topic,
+                        d->partition, (long long)d->offset);
+        }
+    }
+    fclose(log);
+    if (textlen > 0) {
+        h_records_dump(&rs, stderr);
+        fprintf(stderr, "==== dead-letter problems:\n%s", text);
+        free(text);
+        fail_msg("dead letters differ from the expected ones (see above)");
+    }
+    free(text);
+    if (h_records_count(&rs, H_T_DEAD) != (size_t)ndl) {
+        h_records_dump(&rs, stderr);
+        fail_msg("%zu dead letters, want %d", h_records_count(&rs, H_T_DEAD), ndl);
+    }
+    /* The rest, as in the lifecycle test. */
+    drop_topic(&rs, H_T_DEAD);
+    check_outputs(&x, &rs);
+    for (int i = 0; i < ndl; i++)
+        free(dl[i].value);
+    h_records_free(&rs);
+    f->passed = 1;
+}
+
+/* ---- c. determinism ------------------------------------------------------------ */
+
+struct det_ev {
+    const char *topic;
+    const char *ts;
+    double amount;
+};
+
+static const struct det_ev det_events[] = {
+    {H_T_VISITS, "2024-03-01T10:00:00Z", 0},     {H_T_LOGINS, "2024-03-02T10:00:00Z", 0},
+    {H_T_PURCHASES, "2024-03-05T10:00:00Z", 30}, {H_T_VISITS, "2024-03-10T11:00:00Z", 0},
+    {H_T_PURCHASES, "2024-03-20T10:00:00Z", 25}, {H_T_LOGINS, "2024-05-01T10:00:00Z", 0},
+    {H_T_PURCHASES, "2024-05-03T10:00:00Z", 40}, {H_T_VISITS, "2024-09-01T10:00:00Z", 0},
+    {H_T_PURCHASES, "2024-09-03T10:00:00Z", 35}, {H_T_PURCHASES, "2024-09-05T10:00:00Z", 20},
+    {H_T_PURCHASES, "2024-09-10T10:00:00Z", 20}, {H_T_LOGINS, "2024-09-20T10:00:00Z", 0},
+    {H_T_VISITS, "2024-10-01T10:00:00Z", 0},
+};
+#define NDET (sizeof(det_events) / sizeof(det_events[0]))
+
+static void det_expectations(struct expectations *x)
+{
+    const int64_t D = H_DAY_MS;
+
+    memset(x, 0, sizeof(*x));
+    expect_stage(x, "det", 1, NULL, "prospect", "first_seen", h_ts("2024-03-01T10:00:00Z"), 0, 0);
+    expect_stage(x, "det", 2, "prospect", "new", "first_purchase", h_ts("2024-03-05T10:00:00Z"), 1,
+                 30);
+    expect_stage(x, "det", 3, "new", "active", "repeat_purchase", h_ts("2024-03-20T10:00:00Z"), 2,
+                 55);
+    /* mean gap 15 d -> 30 d */
+    expect_stage(x, "det", 4, "active", "at_risk", "purchase_gap",
+                 h_ts("2024-03-20T10:00:00Z") + 30 * D, 2, 55);
+    expect_stage(x, "det", 5, "at_risk", "active", "recovered", h_ts("2024-05-03T10:00:00Z"), 3,
+                 95);
+    /* purchase days 03-05, 03-20, 05-03: mean gap 29.5 d -> 59 d */
+    expect_stage(x, "det", 6, "active", "at_risk", "purchase_gap",
+                 h_ts("2024-05-03T10:00:00Z") + 59 * D, 3, 95);
+    expect_stage(x, "det", 7, "at_risk", "dormant", "inactive",
+                 h_ts("2024-05-03T10:00:00Z") + 60 * D, 3, 95);
+    expect_stage(x, "det", 8, "dormant", "at_risk", "returned", h_ts("2024-09-01T10:00:00Z"), 3,
+                 95);
+    expect_stage(x, "det", 9, "at_risk", "active", "recovered", h_ts("2024-09-03T10:00:00Z"), 4,
+                 130);
+    /* 03-20, 05-03, 09-03, 09-05, 09-10: 5 purchases within 180 d */
+    expect_stage(x, "det", 10, "active", "loyal", "loyal_threshold", h_ts("2024-09-10T10:00:00Z"),
+                 6, 170);
+}
+
+static void send_det(struct fixture *f, const struct det_ev *e, int partition)
+{
+    struct ev ev = {e->topic, partition, "det", "det", e->ts, e->amount, NULL};
+
+    send_event(f, &ev);
+}
+
+/* The value without its "emitted_at" member (malloc'ed). */
+static char *strip_emitted_at(const struct h_record *r)
+{
+    static const char needle[] = "\"emitted_at\":\"";
+    char *out = strdup(r->value), *p, *q;
+
+    assert_non_null(out);
+    p = strstr(out, needle);
+    if (p == NULL)
+        return out;
+    q = strchr(p + sizeof(needle) - 1, '"');
+    if (q == NULL)
+        return out;
+    q++;
+    if (*q == ',')
+        q++;
+    else if (p > out && p[-1] == ',')
+        p--;
+    memmove(p, q, strlen(q) + 1);
+    return out;
+}
+
+static void run_det(struct fixture *f, int shuffled, const struct expectations *x,
+                    struct h_records *out)
+{
+    char err[H_ERRLEN];
+
+    if (fresh_world(f, 1, shuffled ? 3 : 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    if (!shuffled) {
+        for (size_t i = 0; i < NDET; i++)
+            send_det(f, &det_events[i], 0);
+    } else {
+        /* All purchases first, then the visits (spread over two partitions),
+         * then the logins, on other partitions than in the first run. */
+        static const char *const order[] = {H_T_PURCHASES, H_T_VISITS, H_T_LOGINS};
+        for (int t = 0; t < 3; t++) {
+            int nth = 0;
+            for (size_t i = 0; i < NDET; i++)
+                if (strcmp(det_events[i].topic, order[t]) == 0)
+                    send_det(f, &det_events[i], t == 0 ? 2 : t == 1 ? (nth++ < 2 ? 0 : 1) : 1);
+        }
+    }
+    start_clvd(f, shuffled ? "det-shuffled" : "det-ordered");
+    collect_and_stop(f, expected_count(x, NULL), out);
+    check_outputs(x, out);
+    memset(&f->clvd, 0, sizeof(f->clvd));
+}
+
+static void test_determinism(void **state)
+{
+    struct fixture *f = *state;
+    struct expectations x;
+    struct h_records a = {0}, b = {0};
+    int diffs = 0;
+
+    det_expectations(&x);
+    run_det(f, 0, &x, &a);
+    run_det(f, 1, &x, &b);
+    assert_int_equal(a.n, b.n);
+    for (int t = 0; h_output_topics[t] != NULL; t++) {
+        size_t ia = 0, ib = 0;
+        for (;;) {
+            char *va, *vb;
+            while (ia < a.n && strcmp(a.r[ia].topic, h_output_topics[t]) != 0)
+                ia++;
+            while (ib < b.n && strcmp(b.r[ib].topic, h_output_topics[t]) != 0)
+                ib++;
+            if (ia >= a.n || ib >= b.n) {
+                assert_true(ia >= a.n && ib >= b.n);
+                break;
+            }
+            va = strip_emitted_at(&a.r[ia]);
+            vb = strip_emitted_at(&b.r[ib]);
+            if (strcmp(va, vb) != 0 || !streq_or_null(a.r[ia].key, b.r[ib].key)) {
+                fprintf(stderr, "%s differs:\n  in order:     %s\n  out of order: %s\n",
+                        h_output_topics[t], va, vb);
+                diffs++;
+            }
+            free(va);
+            free(vb);
+            ia++;
+            ib++;
+        }
+    }
+    h_records_free(&a);
+    h_records_free(&b);
+    if (diffs > 0)
+        fail_msg("%d output message(s) differ between the two deliveries", diffs);
+    f->passed = 1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lifecycle_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+    };
+    const char *filter = getenv("CLVD_IT_FILTER");
+
+    if (filter != NULL && *filter != '\0')
+        cmocka_set_test_filter(filter);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
