@@ -416,6 +416,13 @@ void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
     heap_up(c->heap, c->nheld++);
 }
 
+clv_ms consumer_applied_until(const struct clv_consumer *c)
+{
+    if (c->nheld > 0 && c->heap[0].ev.ts <= c->watermark)
+        return c->heap[0].ev.ts - 1;
+    return c->watermark;
+}
+
 int consumer_release(struct clv_consumer *c, struct clv_held *out)
 {
     if (c->nheld == 0 || c->heap[0].ev.ts > c->watermark)
@@ -440,11 +447,20 @@ static void heap_drop_revoked(struct clv_consumer *c)
         heap_down(c->heap, c->nheld, i);
 }
 
-static int partition_idle(const struct clv_partition *pt, clv_ms now_mono, clv_ms idle_after)
+/* Idle: nothing arrived for idle_after, and a fetch response has come back
+ * (librdkafka then knows the high watermark).  Without the second condition a
+ * partition whose first fetch is slow -- after a restart or a rebalance --
+ * would let the watermark jump past events it has not delivered yet. */
+static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt,
+                          int topic, int32_t p, clv_ms now_mono)
 {
     clv_ms last = pt->last_msg_mono ? pt->last_msg_mono : pt->assigned_mono;
+    int64_t lo = -1, hi = -1;
 
-    return now_mono - last >= idle_after;
+    if (now_mono - last < c->cfg->clock.idle_after)
+        return 0;
+    rd_kafka_get_watermark_offsets(c->rk, input_topic(c->cfg, topic), p, &lo, &hi);
+    return hi >= 0;
 }
 
 /* While the heap is full, only the partitions holding the watermark back
@@ -477,7 +493,7 @@ clv_ms consumer_watermark(struct clv_consumer *c, clv_ms now_mono)
                 continue;
             if (pt->max_ts > fastest)
                 fastest = pt->max_ts;
-            if (partition_idle(pt, now_mono, c->cfg->clock.idle_after))
+            if (partition_idle(c, pt, t, p, now_mono))
                 continue;
             if (!active || pt->max_ts < slowest)
                 slowest = pt->max_ts;

@@ -105,8 +105,8 @@ static void dead_letter(struct clvd *d, const rd_kafka_message_t *m, const struc
 {
     sbuf_reset(&d->dlq);
     output_dead_letter(&d->dlq, reason, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
-                       m->key, m->key_len, m->payload ? m->payload : "",
-                       m->payload ? m->len : 0, clv_now_ms());
+                       m->key, m->key_len, m->payload ? m->payload : "", m->payload ? m->len : 0,
+                       clv_now_ms());
     producer_dead_letter(&d->producer, ref, d->dlq.buf, d->dlq.len, m->key, m->key_len);
     count_rejected(d, reason);
     log_debug(&d->log, "rejected %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), m->partition,
@@ -244,7 +244,9 @@ static clv_ms clock_now(struct clvd *d)
 
     if (d->cfg.clock.mode == CLV_CLOCK_WALL)
         return clv_now_ms();
-    own = d->consumer.assignment && d->consumer.assignment->cnt > 0 ? d->consumer.watermark : 0;
+    own = d->consumer.assignment && d->consumer.assignment->cnt > 0
+              ? consumer_applied_until(&d->consumer)
+              : 0;
     group = sweeper_group_clock(&d->sweeper, &d->store, own,
                                 d->cfg.clock.idle_after * 2 + 10 * CLV_MS_PER_SEC);
     return group < own || own == 0 ? group : own;
@@ -292,7 +294,8 @@ static void notify_systemd(struct clvd *d)
     if (now >= d->next_status) {
         sd_notifyf(0, "STATUS=%s; applied %llu events (%.0f/s); redis %s",
                    d->ready ? "consuming" : "waiting for partitions",
-                   (unsigned long long)d->applied, (double)(d->applied - d->applied_at_status) / 5.0,
+                   (unsigned long long)d->applied,
+                   (double)(d->applied - d->applied_at_status) / 5.0,
                    store_connected(&d->store) ? "up" : "down");
         d->applied_at_status = d->applied;
         d->next_status = now + 5000;
@@ -345,6 +348,10 @@ static int loop(struct clvd *d)
         sweep(d);
         serve_outputs(d);
         notify_systemd(d);
+        if (d->store.fatal) {
+            log_error(&d->log, "redis: this is not the deployment clvd was configured for");
+            return 1;
+        }
         if (d->producer.fatal) {
             log_error(&d->log, "kafka: cannot deliver; exiting so that a restart retries");
             return 1;
@@ -379,16 +386,21 @@ static int start(struct clvd *d, char *err, size_t errlen)
         if (embedded_start(&d->emb, &d->cfg, err, errlen) != 0)
             return -1;
         brokers = d->emb.bootstraps;
-        log_warn(&d->log, "kafka: embedded mock cluster at %s -- for demos and tests, never for "
-                          "production",
+        log_warn(&d->log,
+                 "kafka: embedded mock cluster at %s -- for demos and tests, never for "
+                 "production",
                  brokers);
     }
     d->parser = event_parser_create(err, errlen);
     if (d->parser == NULL)
         return -1;
     store_init(&d->store, &d->cfg.redis, &d->log);
-    if (store_ensure(&d->store, err, errlen) != 0)
-        return -1;
+    if (store_ensure(&d->store, err, errlen) != 0) {
+        if (d->store.fatal)
+            return -1;
+        /* Redis may come up after us: consume nothing until it does */
+        log_warn(&d->log, "%s; retrying", err);
+    }
     if (consumer_open(&d->consumer, &d->cfg, brokers, &d->log, err, errlen) != 0)
         return -1;
     if (producer_open(&d->producer, &d->cfg, brokers, &d->consumer, &d->log, err, errlen) != 0)
@@ -414,6 +426,8 @@ static void shutdown_gracefully(struct clvd *d)
         if (d->batch.nitems > 0)
             producer_poll(&d->producer, 100);
     }
+    if (d->cfg.clock.mode == CLV_CLOCK_EVENT && store_connected(&d->store))
+        sweeper_group_clock(&d->sweeper, &d->store, 0, 0); /* leave the group clock */
     producer_flush(&d->producer, 3000);
     producer_poll(&d->producer, 0);
     if (store_connected(&d->store))

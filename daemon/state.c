@@ -245,6 +245,7 @@ static int check_shards(struct clv_store *st, char *err, size_t errlen)
     have = r->type == REDIS_REPLY_STRING ? strtol(r->str, NULL, 10) : -1;
     freeReplyObject(r);
     if (have != st->cfg->shards) {
+        st->fatal = 1;
         clv_seterr(err, errlen,
                    "redis.shards is %d but this deployment was created with %ld shards (%s); "
                    "the shard count cannot change",

@@ -93,6 +93,11 @@ void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
 /* Recompute the watermark (monotonic) and pause partitions that run ahead
  * while the heap is full. */
 clv_ms consumer_watermark(struct clv_consumer *c, clv_ms now_mono);
+/* The time up to which every event of this instance is applied: the
+ * watermark, but never at or past an event still held (a release is capped
+ * per batch).  The sweeper must not advance customers beyond it. */
+clv_ms consumer_applied_until(const struct clv_consumer *c);
+
 /* Pop the earliest held event if the watermark has passed it. */
 int consumer_release(struct clv_consumer *c, struct clv_held *out);
 

@@ -33,6 +33,7 @@ struct clv_store {
     clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
     clv_ms backoff;
     int reconnected;                /* set on each new connection; cleared by the owner */
+    int fatal;                      /* Redis holds another deployment: never retry */
 };
 
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);

@@ -861,6 +861,11 @@ int h_consume(const char *bootstraps, const char *const *topics, size_t expected
                    timeout_ms, out->n, expected);
             break;
         }
+        if (out->n > 0 && all_eof && now - last >= H_CONSUME_STALL_MS) {
+            seterr(err, errlen, "%zu of %zu expected message(s), none for %d ms", out->n, expected,
+                   H_CONSUME_STALL_MS);
+            break;
+        }
     }
 out:
     free(eof);

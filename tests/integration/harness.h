@@ -142,9 +142,12 @@ struct h_records {
 /* Read every partition of `topics` (NULL-terminated) from the beginning,
  * without a consumer group, until at least `expected` messages have been read
  * and no further message arrived for `quiet_ms`, or until `timeout_ms`.
+ * It gives up early when messages were read, every partition is at its end
+ * and nothing new arrived for H_CONSUME_STALL_MS.
  * Records are in arrival order (per partition: offset order).  Returns 0 when
  * `expected` was reached; -1 on error or timeout (err says which; `out`
  * still holds what was read).  `out` must be zeroed or freed before. */
+#define H_CONSUME_STALL_MS 20000
 int h_consume(const char *bootstraps, const char *const *topics, size_t expected, int quiet_ms,
               int timeout_ms, struct h_records *out, char *err, size_t errlen);
 void h_records_free(struct h_records *rs);

@@ -30,7 +30,7 @@
 #error "CLVD_BINARY (path of the clvd executable) must be defined"
 #endif
 
-#define CONSUME_TIMEOUT_MS 120000
+#define CONSUME_TIMEOUT_MS 120000 /* h_consume gives up after 20 s without news */
 #define QUIET_MS 1500
 #define STOP_TIMEOUT_MS 10000
 
@@ -134,7 +134,8 @@ static void start_clvd(struct fixture *f, const char *name)
 
 /* Read the outputs until `expected` messages arrived and the topics stayed
  * quiet; then SIGTERM clvd (exit 0 within 10 s) and check that nothing more
- * was published on the way out. */
+ * was published on the way out.  Too few messages is not fatal here: the
+ * caller's check_outputs() then says which ones are missing. */
 static void collect_and_stop(struct fixture *f, size_t expected, struct h_records *out)
 {
     char err[H_ERRLEN];
@@ -143,10 +144,9 @@ static void collect_and_stop(struct fixture *f, size_t expected, struct h_record
 
     if (h_consume(f->kafka.bootstraps, h_output_topics, expected, QUIET_MS, CONSUME_TIMEOUT_MS, out,
                   err, sizeof(err)) != 0) {
-        h_records_dump(out, stderr);
         if (!h_clvd_running(&f->clvd))
             fail_msg("%s; clvd is not running (wait status 0x%x)", err, f->clvd.status);
-        fail_msg("%s", err);
+        fprintf(stderr, "[warning] reading the outputs: %s\n", err);
     }
     if (h_clvd_stop(&f->clvd, STOP_TIMEOUT_MS, err, sizeof(err)) != 0)
         fail_msg("SIGTERM: %s", err);
