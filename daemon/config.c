@@ -90,7 +90,8 @@ struct field {
  * the one the user wrote. */
 struct mark_rec {
     const void *field;
-    yaml_mark_t mark;
+    yaml_mark_t key;   /* the key's position */
+    yaml_mark_t value; /* the value's position */
 };
 
 struct loader {
@@ -124,7 +125,7 @@ static int fail_oom(struct loader *ld)
     return -1;
 }
 
-static int remember(struct loader *ld, const void *field, yaml_mark_t mark)
+static int remember(struct loader *ld, const void *field, yaml_mark_t key, yaml_mark_t value)
 {
     if (ld->nmarks == ld->capmarks) {
         size_t cap = ld->capmarks ? ld->capmarks * 2 : 64;
@@ -136,29 +137,40 @@ static int remember(struct loader *ld, const void *field, yaml_mark_t mark)
         ld->capmarks = cap;
     }
     ld->marks[ld->nmarks].field = field;
-    ld->marks[ld->nmarks].mark = mark;
+    ld->marks[ld->nmarks].key = key;
+    ld->marks[ld->nmarks].value = value;
     ld->nmarks++;
     return 0;
 }
 
-static const yaml_mark_t *mark_of(const struct loader *ld, const void *field)
+static const struct mark_rec *mark_of(const struct loader *ld, const void *field)
 {
     for (size_t i = ld->nmarks; i-- > 0;)
         if (ld->marks[i].field == field)
-            return &ld->marks[i].mark;
+            return &ld->marks[i];
     return NULL;
 }
 
-/* The position of the first of two settings the file wrote; defaults are
- * always consistent, so one of them was written when a cross-check fails. */
+/* The value position of the first of two settings the file wrote; the
+ * defaults are consistent, so one of them was written when a cross-check
+ * fails. */
 static yaml_mark_t blame(const struct loader *ld, const void *first, const void *second)
 {
     static const yaml_mark_t none = {0, 0, 0};
-    const yaml_mark_t *m = mark_of(ld, first);
+    const struct mark_rec *m = mark_of(ld, first);
 
     if (m == NULL)
         m = mark_of(ld, second);
-    return m ? *m : none;
+    return m ? m->value : none;
+}
+
+/* The position of the key that set `field`. */
+static yaml_mark_t key_mark(const struct loader *ld, const void *field)
+{
+    static const yaml_mark_t none = {0, 0, 0};
+    const struct mark_rec *m = mark_of(ld, field);
+
+    return m ? m->key : none;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -930,8 +942,8 @@ static int load_cuts(struct loader *ld, const struct field *f, const yaml_node_t
     return 0;
 }
 
-static int load_field(struct loader *ld, const struct field *f, yaml_node_t *n, void *base,
-                      const char *path)
+static int load_field(struct loader *ld, const struct field *f, const yaml_node_t *key,
+                      yaml_node_t *n, void *base, const char *path)
 {
     int rc;
 
@@ -948,7 +960,7 @@ static int load_field(struct loader *ld, const struct field *f, yaml_node_t *n, 
         rc = load_scalar(ld, f, n, base, path);
         break;
     }
-    return rc == 0 ? remember(ld, field_ptr(base, f), n->start_mark) : -1;
+    return rc == 0 ? remember(ld, field_ptr(base, f), key->start_mark, n->start_mark) : -1;
 }
 
 /* Keys must be non-empty plain strings. */
@@ -1021,7 +1033,7 @@ static int load_map(struct loader *ld, yaml_node_t *node, const struct field *fi
         if (f == NULL)
             return unknown_key(ld, k, fields, path);
         join_path(child, sizeof child, path, key);
-        if (load_field(ld, f, node_at(ld, p->value), base, child) != 0)
+        if (load_field(ld, f, k, node_at(ld, p->value), base, child) != 0)
             return -1;
     }
     return 0;
@@ -1419,9 +1431,10 @@ static bool needs_escape(unsigned cp)
            cp == 0xfeff || cp == 0xfffe || cp == 0xffff;
 }
 
-/* A double-quoted YAML string that config_load reads back unchanged: "${"
- * is written "$${" so that it is not expanded again. */
-static void print_quoted(FILE *out, const char *str)
+/* A double-quoted YAML string that config_load reads back unchanged.  In
+ * values (expand_env true) "${" is written "$${" so that it is not expanded
+ * again; keys are never expanded. */
+static void print_yaml_string(FILE *out, const char *str, bool expand_env)
 {
     const unsigned char *s = (const unsigned char *)(str ? str : "");
 
@@ -1438,13 +1451,18 @@ static void print_quoted(FILE *out, const char *str)
             fputs("\\t", out);
         else if (needs_escape(cp))
             fprintf(out, cp <= 0xff ? "\\x%02x" : "\\u%04x", cp);
-        else if (cp == '$' && s[1] == '{')
+        else if (expand_env && cp == '$' && s[1] == '{')
             fputs("$$", out);
         else
             fwrite(s, 1, (size_t)len, out);
         s += len;
     }
     fputc('"', out);
+}
+
+static void print_quoted(FILE *out, const char *value)
+{
+    print_yaml_string(out, value, true);
 }
 
 static void print_double(FILE *out, double v)
@@ -1534,7 +1552,7 @@ static void print_properties(FILE *out, const void *base, int indent)
     fputc('\n', out);
     for (int i = 0; i < k->nproperties; i++) {
         fprintf(out, "%*s", indent + 2, "");
-        print_quoted(out, k->properties[i].key);
+        print_yaml_string(out, k->properties[i].key, false);
         fputs(": ", out);
         print_quoted(out,
                      is_secret_property(k->properties[i].key) ? "***" : k->properties[i].value);
@@ -2055,7 +2073,7 @@ static void resolve_relative(const char *config_name, const char *file, char *ou
 static int read_password_file(struct loader *ld)
 {
     struct clv_redis_config *r = &ld->cfg->redis;
-    yaml_mark_t at = blame(ld, &r->password_file, &r->password_file);
+    yaml_mark_t at = key_mark(ld, &r->password_file);
     char path[4096];
     const char *why;
     size_t len;

@@ -43,7 +43,7 @@ static void on_signal(int sig)
 #define SHUTDOWN_GRACE_MS 6000
 
 struct reason_count {
-    char reason[48];
+    char reason[64];
     uint64_t n;
 };
 

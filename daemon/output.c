@@ -196,7 +196,8 @@ int output_transition(const struct clv_transition *t, const char *id, size_t idl
         put_customer(b, &t->snap, channel, tiers, ntiers);
         sbuf_puts(b, "}");
         end_msg(b, &msgs[n++]);
-    } else if (kind) {
+    }
+    if (kind) { /* "returned" enters at_risk: both a warning and a trigger */
         begin_msg(b, &msgs[n], CLV_OUT_WIN_BACK);
         put_envelope(b, "clvd.win_back.v1", t, id, idlen, tiers, ntiers, emitted_at);
         sbuf_printf(b, ",\"kind\":\"%s\"", kind);

@@ -313,13 +313,19 @@ void batch_free(struct clv_batch *b)
     free(b->index);
     free(b->msgs);
     free(b->blobs);
+    free(b->trs);
+    free(b->work);
+    free(b->cas.argv);
+    free(b->cas.argvlen);
+    free(b->cas.field_off);
+    sbuf_free(&b->cas.fields);
     sbuf_free(&b->out);
     batch_init(b);
 }
 
 void batch_reset(struct clv_batch *b)
 {
-    b->nevents = b->nitems = b->nmsgs = 0;
+    b->nevents = b->nitems = b->nmsgs = b->ntrs = 0;
     if (b->index)
         memset(b->index, -1, sizeof(int) * (size_t)b->index_cap);
     sbuf_reset(&b->out);
@@ -486,41 +492,38 @@ static int read_states(struct clv_store *st, struct clv_batch *b, char *err, siz
 
 /* ---- phase 2: compute ------------------------------------------------------------ */
 
-static void render_messages(struct clv_batch *b, struct clv_item *it, int item,
-                            const struct clv_transitions *tr, const struct clv_config *cfg,
-                            clv_ms now)
+/* Record a step's transitions and render their messages. */
+static void emit_transitions(struct clv_batch *b, int item, const struct clv_transitions *tr,
+                             const struct clv_config *cfg, clv_ms now)
 {
+    struct clv_item *it = &b->items[item];
     struct clv_outmsg m[CLV_MAX_MSGS_PER_TRANSITION];
 
-    it->msg_first = b->nmsgs;
+    b->trs = grow(b->trs, &b->trs_cap, b->ntrs + tr->n, sizeof(*b->trs));
     for (int i = 0; i < tr->n; i++) {
-        int n = output_transition(&tr->t[i], it->id, it->idlen, cfg->tiers, cfg->ntiers, now,
-                                  &b->out, m);
+        const struct clv_transition *t = &tr->t[i];
+        int n = output_transition(t, it->id, it->idlen, cfg->tiers, cfg->ntiers, now, &b->out, m);
+        b->trs[b->ntrs++] = (struct clv_trpair){
+            (int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from), (int8_t)t->to};
         b->msgs = grow(b->msgs, &b->msgs_cap, b->nmsgs + n, sizeof(*b->msgs));
         for (int k = 0; k < n; k++)
-            b->msgs[b->nmsgs++] = (struct clv_batch_msg){item, m[k].topic, tr->t[i].seq,
-                                                         m[k].off, m[k].len};
+            b->msgs[b->nmsgs++] =
+                (struct clv_batch_msg){item, m[k].topic, t->seq, m[k].off, m[k].len};
     }
-    it->msg_count = b->nmsgs - it->msg_first;
 }
 
-static void append_transitions(struct clv_transitions *all,
-                               const struct clv_transitions *tr)
+/* Apply the item's events and deadlines to its state, rendering the
+ * messages of every transition.  Returns 1 if the state must be written. */
+static int compute_item(struct clv_batch *b, int item, const struct clv_rules *rules,
+                        const struct clv_config *cfg, clv_ms now)
 {
-    for (int i = 0; i < tr->n && all->n < CLV_MAX_TRANSITIONS; i++)
-        all->t[all->n++] = tr->t[i];
-}
-
-/* Apply the item's events and deadlines to its state, collecting every
- * transition in `all`.  Returns 1 if the state must be written. */
-static int compute_item(struct clv_batch *b, struct clv_item *it, const struct clv_rules *rules,
-                        struct clv_transitions *all)
-{
+    struct clv_item *it = &b->items[item];
     int changed = 0;
 
-    all->n = 0;
     it->from_stage = it->c.stage;
     it->n_applied = it->n_duplicates = 0;
+    it->msg_first = b->nmsgs;
+    it->tr_first = b->ntrs;
     for (int e = it->ev_head; e >= 0; e = b->ev_next[e]) {
         b->tr.n = 0;
         if (stages_apply_event(&it->c, rules, &b->events[e], &b->tr) == CLV_DUPLICATE) {
@@ -529,27 +532,19 @@ static int compute_item(struct clv_batch *b, struct clv_item *it, const struct c
         }
         it->n_applied++;
         changed = 1;
-        append_transitions(all, &b->tr);
+        emit_transitions(b, item, &b->tr, cfg, now);
     }
     if (it->advance_to) {
         b->tr.n = 0;
         stages_advance(&it->c, rules, it->advance_to, &b->tr);
-        append_transitions(all, &b->tr);
+        emit_transitions(b, item, &b->tr, cfg, now);
         /* a sweep of an existing customer always writes, so that a due
          * entry made stale by a rule change (SIGHUP) is refreshed */
         changed = changed || it->existed;
     }
+    it->msg_count = b->nmsgs - it->msg_first;
+    it->ntr = b->ntrs - it->tr_first;
     return changed;
-}
-
-static void record_transitions(struct clv_item *it, const struct clv_transitions *all)
-{
-    it->ntr = 0;
-    for (int i = 0; i < all->n; i++) {
-        const struct clv_transition *t = &all->t[i];
-        it->tr_from[it->ntr] = (int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from);
-        it->tr_to[it->ntr++] = (int8_t)t->to;
-    }
 }
 
 /* Compute the item and prepare what its compare-and-set writes.  Returns 1
@@ -558,27 +553,19 @@ static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *r
                         const struct clv_config *cfg, clv_ms now)
 {
     struct clv_item *it = &b->items[item];
-    struct clv_transitions *all = &b->all;
     unsigned char *blob = b->blobs + (size_t)item * CLV_STATE_MAX_BYTES;
-    clv_ms due;
 
-    if (!compute_item(b, it, rules, all)) {
+    if (!compute_item(b, item, rules, cfg, now)) {
         it->bloblen = 0;
-        it->msg_count = 0;
-        it->ntr = 0;
         return 0;
     }
-    record_transitions(it, all);
-    render_messages(b, it, item, all, cfg, now);
     it->c.version++;
     it->bloblen = customer_encode(&it->c, blob, CLV_STATE_MAX_BYTES);
-    due = stages_next_deadline(&it->c, rules);
-    it->due = due;
+    it->due = stages_next_deadline(&it->c, rules);
     return 1;
 }
 
 /* ---- phase 3: compare-and-set ----------------------------------------------------- */
-
 
 static void arg(struct clv_cas_args *a, const char *p, size_t len)
 {
@@ -589,6 +576,17 @@ static void arg(struct clv_cas_args *a, const char *p, size_t len)
 static void arg_str(struct clv_cas_args *a, const char *p)
 {
     arg(a, p, strlen(p));
+}
+
+static void cas_reserve(struct clv_cas_args *a, int nmsgs)
+{
+    int need = 16 + 2 * nmsgs, cap = a->cap;
+
+    a->argv = grow(a->argv, &cap, need, sizeof(*a->argv));
+    cap = a->cap;
+    a->argvlen = grow(a->argvlen, &cap, need, sizeof(*a->argvlen));
+    a->cap = cap;
+    a->field_off = grow(a->field_off, &a->field_cap, nmsgs + 1, sizeof(*a->field_off));
 }
 
 /* Stage populations move with the customer: -1 where it was, +1 where it is. */
@@ -604,12 +602,31 @@ static void stats_args(struct clv_cas_args *a, const struct clv_item *it)
     arg_str(a, "1");
 }
 
+/* Outbox field names first (the buffer may move while it grows), then the
+ * argument vector pointing into it. */
+static void build_fields(struct clv_cas_args *a, const struct clv_batch *b,
+                         const struct clv_item *it)
+{
+    char field[32 + CLV_ID_MAX];
+
+    sbuf_reset(&a->fields);
+    for (int m = 0; m < it->msg_count; m++) {
+        const struct clv_batch_msg *msg = &b->msgs[it->msg_first + m];
+        size_t n = state_outbox_field(field, sizeof(field), msg->topic, msg->seq, it->id,
+                                      it->idlen);
+        a->field_off[m] = a->fields.len;
+        sbuf_append(&a->fields, field, n);
+    }
+    a->field_off[it->msg_count] = a->fields.len;
+}
+
 static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struct clv_cas_args *a)
 {
     struct clv_item *it = &b->items[item];
     const char *prefix = st->cfg->key_prefix;
-    int nf = 0;
 
+    cas_reserve(a, it->msg_count);
+    build_fields(a, b, it);
     a->argc = 0;
     arg_str(a, "EVALSHA");
     arg_str(a, st->sha[CLV_SCRIPT_APPLY]);
@@ -628,11 +645,9 @@ static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struc
     arg_str(a, a->due);
     snprintf(a->nout, sizeof(a->nout), "%d", it->msg_count);
     arg_str(a, a->nout);
-    for (int m = it->msg_first; m < it->msg_first + it->msg_count; m++, nf++) {
-        const struct clv_batch_msg *msg = &b->msgs[m];
-        arg(a, a->fields[nf],
-            state_outbox_field(a->fields[nf], sizeof(a->fields[nf]), msg->topic, msg->seq, it->id,
-                               it->idlen));
+    for (int m = 0; m < it->msg_count; m++) {
+        const struct clv_batch_msg *msg = &b->msgs[it->msg_first + m];
+        arg(a, a->fields.buf + a->field_off[m], a->field_off[m + 1] - a->field_off[m]);
         arg(a, b->out.buf + msg->off, msg->len);
     }
     stats_args(a, it);
@@ -642,11 +657,11 @@ static void add_item_stats(struct clv_batch *b, const struct clv_item *it)
 {
     b->stats.applied += (uint64_t)it->n_applied;
     b->stats.duplicates += (uint64_t)it->n_duplicates;
-    for (int i = 0; i < it->ntr; i++) {
-        if (it->tr_from[i] == -2)
+    for (int i = it->tr_first; i < it->tr_first + it->ntr; i++) {
+        if (b->trs[i].from == -2)
             b->stats.tier_changes++;
         else
-            b->stats.transitions[it->tr_from[i] + 1][it->tr_to[i]]++;
+            b->stats.transitions[b->trs[i].from + 1][b->trs[i].to]++;
     }
 }
 

@@ -28,10 +28,10 @@ struct clv_outmsg {
     size_t off, len;
 };
 
-#define CLV_MAX_MSGS_PER_TRANSITION 2
+#define CLV_MAX_MSGS_PER_TRANSITION 3
 
 /* Render the messages one transition publishes (a stage change, plus a churn
- * warning or a win-back trigger; or a tier change).  Appends them to `b` and
+ * warning and/or a win-back trigger; or a tier change).  Appends them to `b` and
  * describes them in `msgs`; returns how many. */
 int output_transition(const struct clv_transition *t, const char *id, size_t idlen,
                       const struct clv_tier *tiers, int ntiers, clv_ms emitted_at,

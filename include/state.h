@@ -78,8 +78,7 @@ struct clv_item {
     clv_ms due;
     int msg_first, msg_count;
     int n_applied, n_duplicates;
-    int ntr;
-    int8_t tr_from[CLV_MAX_TRANSITIONS], tr_to[CLV_MAX_TRANSITIONS]; /* from -2: tier */
+    int tr_first, ntr; /* its transitions in batch->trs */
     struct clv_customer c;
 };
 
@@ -98,13 +97,20 @@ struct clv_batch_stats {
 
 /* Arguments of one EVALSHA, built in place (internal to state.c). */
 struct clv_cas_args {
-    const char *argv[16 + 4 * CLV_MAX_TRANSITIONS + 8];
-    size_t argvlen[16 + 4 * CLV_MAX_TRANSITIONS + 8];
-    int argc;
+    const char **argv;
+    size_t *argvlen;
+    int argc, cap;
     char keys[4][CLV_KEY_MAX];
     char due[32];
     char nout[16];
-    char fields[2 * CLV_MAX_TRANSITIONS][32 + CLV_ID_MAX];
+    struct clv_sbuf fields; /* outbox field names */
+    size_t *field_off;
+    int field_cap;
+};
+
+/* A transition's stages for the counters; from -2 marks a tier change. */
+struct clv_trpair {
+    int8_t from, to;
 };
 
 struct clv_batch {
@@ -118,9 +124,11 @@ struct clv_batch {
     struct clv_sbuf out;
     struct clv_batch_msg *msgs;
     int nmsgs, msgs_cap;
+    struct clv_trpair *trs;
+    int ntrs, trs_cap;
     struct clv_batch_stats stats;
     /* scratch reused by every batch */
-    struct clv_transitions tr, all;
+    struct clv_transitions tr;
     unsigned char *blobs; /* encoded states, CLV_STATE_MAX_BYTES per item */
     size_t blobs_cap;
     int *work;
