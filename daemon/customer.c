@@ -179,8 +179,10 @@ void customer_add_event(struct clv_customer *c, const struct clv_event *ev, int 
         c->first_seen = ev->ts;
     if (ev->ts > c->last_activity)
         c->last_activity = ev->ts;
-    if (c->channel[0] == '\0' && ev->channel[0] != '\0')
+    if (ev->channel[0] != '\0' && (c->channel[0] == '\0' || ev->ts < c->channel_ts)) {
         memcpy(c->channel, ev->channel, sizeof(c->channel));
+        c->channel_ts = ev->ts;
+    }
     active_mark(c, clv_day_of(ev->ts));
     switch (ev->type) {
     case CLV_EV_PURCHASE:
@@ -446,6 +448,8 @@ size_t customer_encode(const struct clv_customer *c, unsigned char *buf, size_t 
         put_u64le(&w, c->dedupe[i]);
     put_varint(&w, chlen);
     put_bytes(&w, c->channel, chlen);
+    if (chlen)
+        put_svarint(&w, c->channel_ts - c->first_seen);
     return w.overflow ? 0 : (size_t)(w.p - buf);
 }
 
@@ -502,6 +506,8 @@ static int decode_body(struct clv_customer *c, struct rbuf *r, char *err, size_t
         return decode_fail(err, errlen, "channel too long");
     get_bytes(r, c->channel, n);
     c->channel[n] = '\0';
+    if (n)
+        c->channel_ts = c->first_seen + get_svarint(r);
     return 0;
 }
 

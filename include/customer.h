@@ -67,7 +67,10 @@ struct clv_customer {
     /* Recently applied event ids: (40-bit hash << 24) | hour of event time. */
     uint8_t ndedupe;
     uint64_t dedupe[CLV_MAX_DEDUPE];
+    /* Acquisition channel: that of the earliest event carrying one, so the
+     * answer does not depend on delivery order. */
     char channel[CLV_CHANNEL_MAX + 1];
+    clv_ms channel_ts;
 };
 
 /* Windowed figures as of a given time (SPEC section 4). */
