@@ -137,6 +137,21 @@ void consumer_done(struct clv_consumer *c, const struct clv_msgref *ref)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+int64_t consumer_frontier(const struct clv_consumer *c, const struct clv_msgref *ref)
+{
+    const struct clv_partition *pt;
+
+    if (ref->topic < 0 || ref->topic >= CLV_INPUT_TOPICS || ref->partition < 0 ||
+        ref->partition >= c->nparts[ref->topic])
+        return -1;
+    pt = &c->parts[ref->topic][ref->partition];
+    if (!pt->assigned || pt->gen != ref->gen)
+        return -1;
+    if (pt->qlen > 0)
+        return pt->q[pt->qhead].offset;
+    return pt->stored;
+}
+
 /* ---- rebalancing ----------------------------------------------------------------- */
 
 static void heap_drop_revoked(struct clv_consumer *c);

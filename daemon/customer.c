@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "config.h"
 
 static const char *const stage_names[CLV_STAGE_COUNT] = {
     "prospect", "new", "active", "loyal", "at_risk", "dormant", "churned", "reactivated",
@@ -98,6 +99,7 @@ static int pday_find(const struct clv_customer *c, int32_t day, int *pos)
 
 static void pday_drop_oldest(struct clv_customer *c)
 {
+    c->pdays_from = c->pdays[0].day + 1;
     memmove(&c->pdays[0], &c->pdays[1], (size_t)(c->npdays - 1) * sizeof(c->pdays[0]));
     c->npdays--;
 }
@@ -116,8 +118,9 @@ static int pday_add(struct clv_customer *c, int32_t day, double amount, int keep
         c->pdays[pos].revenue += amount;
         return 0;
     }
-    if (c->npdays > 0 && day < c->pdays[c->npdays - 1].day - keep_days)
-        return day != c->first_pday && day != c->last_pday;
+    (void)keep_days;
+    if (day < c->pdays_from) /* its day was trimmed: cannot be merged */
+        return c->purchase_days == 0 || (day != c->first_pday && day != c->last_pday);
     if (c->npdays == CLV_MAX_PDAYS) {
         if (pos == 0)
             return 1;
@@ -135,19 +138,14 @@ void customer_trim_pdays(struct clv_customer *c, clv_ms now, int keep_days)
     int32_t oldest = clv_day_of(now) - keep_days;
     int drop = 0;
 
+    if (oldest > c->pdays_from)
+        c->pdays_from = oldest;
     while (drop < c->npdays && c->pdays[drop].day < oldest)
         drop++;
     if (drop == 0)
         return;
     memmove(&c->pdays[0], &c->pdays[drop], (size_t)(c->npdays - drop) * sizeof(c->pdays[0]));
     c->npdays -= (uint16_t)drop;
-}
-
-static double pday_revenue(const struct clv_customer *c, int32_t day)
-{
-    int pos;
-
-    return pday_find(c, day, &pos) ? c->pdays[pos].revenue : 0.0;
 }
 
 static void add_purchase(struct clv_customer *c, clv_ms ts, double amount, int keep_days)
@@ -163,9 +161,9 @@ static void add_purchase(struct clv_customer *c, clv_ms ts, double amount, int k
         c->last_purchase = ts;
     if (new_day)
         c->purchase_days++;
-    if (c->purchase_days == 1 || day < c->first_pday) {
+    if (new_day && (c->purchase_days == 1 || day < c->first_pday)) {
         c->first_pday = day;
-        c->first_day_revenue = new_day ? amount : pday_revenue(c, day);
+        c->first_day_revenue = amount;
     } else if (day == c->first_pday) {
         c->first_day_revenue += amount;
     }
@@ -179,7 +177,9 @@ void customer_add_event(struct clv_customer *c, const struct clv_event *ev, int 
         c->first_seen = ev->ts;
     if (ev->ts > c->last_activity)
         c->last_activity = ev->ts;
-    if (ev->channel[0] != '\0' && (c->channel[0] == '\0' || ev->ts < c->channel_ts)) {
+    if (ev->channel[0] != '\0' &&
+        (c->channel[0] == '\0' || ev->ts < c->channel_ts ||
+         (ev->ts == c->channel_ts && strcmp(ev->channel, c->channel) < 0))) {
         memcpy(c->channel, ev->channel, sizeof(c->channel));
         c->channel_ts = ev->ts;
     }
@@ -284,9 +284,66 @@ void customer_remember_event(struct clv_customer *c, uint64_t fp, clv_ms window,
             if (oldest < 0 || (c->dedupe[i] & DEDUPE_HOUR_MASK) <
                                   (c->dedupe[oldest] & DEDUPE_HOUR_MASK))
                 oldest = i;
+        if ((fp & DEDUPE_HOUR_MASK) < (c->dedupe[oldest] & DEDUPE_HOUR_MASK))
+            return; /* older than everything remembered: keep the newer ids */
         c->dedupe[oldest] = c->dedupe[--c->ndedupe];
     }
     c->dedupe[c->ndedupe++] = fp;
+}
+
+/* ---- offset marks ---------------------------------------------------------- */
+
+static struct clv_mark *mark_find(struct clv_customer *c, int topic, int32_t partition)
+{
+    for (int i = 0; i < c->nmarks; i++)
+        if (c->marks[i].topic == topic && c->marks[i].partition == partition)
+            return &c->marks[i];
+    return NULL;
+}
+
+int customer_below_mark(const struct clv_customer *c, const struct clv_event *ev, clv_ms window)
+{
+    const struct clv_mark *m;
+
+    if (ev->src_topic < 0)
+        return 0;
+    m = mark_find((struct clv_customer *)c, ev->src_topic, ev->src_partition);
+    return m && ev->src_offset < m->frontier && m->at + window >= ev->received;
+}
+
+static void marks_expire(struct clv_customer *c, clv_ms now, clv_ms window)
+{
+    int n = 0;
+
+    for (int i = 0; i < c->nmarks; i++)
+        if (c->marks[i].at + window >= now)
+            c->marks[n++] = c->marks[i];
+    c->nmarks = (uint8_t)n;
+}
+
+void customer_update_mark(struct clv_customer *c, const struct clv_event *ev, clv_ms window)
+{
+    struct clv_mark *m;
+
+    if (ev->src_topic < 0 || ev->src_frontier < 0)
+        return;
+    marks_expire(c, ev->received, window);
+    m = mark_find(c, ev->src_topic, ev->src_partition);
+    if (m == NULL && c->nmarks == CLV_MAX_MARKS) {
+        m = &c->marks[0];
+        for (int i = 1; i < c->nmarks; i++)
+            if (c->marks[i].at < m->at)
+                m = &c->marks[i];
+        m->frontier = -1;
+    } else if (m == NULL) {
+        m = &c->marks[c->nmarks++];
+        m->frontier = -1;
+    }
+    m->topic = ev->src_topic;
+    m->partition = ev->src_partition;
+    if (ev->src_frontier > m->frontier)
+        m->frontier = ev->src_frontier;
+    m->at = ev->received;
 }
 
 /* ---- codec ----------------------------------------------------------------
@@ -446,6 +503,14 @@ size_t customer_encode(const struct clv_customer *c, unsigned char *buf, size_t 
     put_varint(&w, c->ndedupe);
     for (int i = 0; i < c->ndedupe; i++)
         put_u64le(&w, c->dedupe[i]);
+    put_varint(&w, c->nmarks);
+    for (int i = 0; i < c->nmarks; i++) {
+        put_varint(&w, (uint64_t)c->marks[i].topic);
+        put_varint(&w, (uint64_t)c->marks[i].partition);
+        put_varint(&w, (uint64_t)c->marks[i].frontier);
+        put_varint(&w, (uint64_t)c->marks[i].at);
+    }
+    put_svarint(&w, c->pdays_from);
     put_varint(&w, chlen);
     put_bytes(&w, c->channel, chlen);
     if (chlen)
@@ -459,55 +524,129 @@ static int decode_fail(char *err, size_t errlen, const char *what)
     return -1;
 }
 
-static int decode_body(struct clv_customer *c, struct rbuf *r, char *err, size_t errlen)
+/* Deltas are added with wrap-around arithmetic (no undefined behaviour on
+ * corrupt input) and the results range-checked afterwards. */
+static clv_ms add_ms(clv_ms base, int64_t delta)
+{
+    return (clv_ms)((uint64_t)base + (uint64_t)delta);
+}
+
+static int32_t add_day(int32_t base, int64_t delta)
+{
+    return (int32_t)(uint32_t)((uint64_t)(uint32_t)base + (uint64_t)delta);
+}
+
+static int time_ok(clv_ms t)
+{
+    return t >= 0 && t <= CLV_EVENT_TS_MAX;
+}
+
+static int day_ok(int32_t d)
+{
+    return d >= 0 && d <= (int32_t)(CLV_EVENT_TS_MAX / CLV_MS_PER_DAY);
+}
+
+static void decode_times(struct clv_customer *c, struct rbuf *r)
 {
     int64_t d;
-    uint64_t n;
 
-    c->stage = (int8_t)get_svarint(r);
-    c->tier = (int8_t)get_svarint(r);
-    c->seq = (uint32_t)get_varint(r);
     c->first_seen = get_svarint(r);
-    c->stage_since = c->first_seen + get_svarint(r);
-    c->last_activity = c->first_seen + get_svarint(r);
+    c->stage_since = add_ms(c->first_seen, get_svarint(r));
+    c->last_activity = add_ms(c->first_seen, get_svarint(r));
     d = get_svarint(r);
-    c->first_purchase = d ? c->first_seen + d - 1 : 0;
+    c->first_purchase = d ? add_ms(c->first_seen, d - 1) : 0;
     d = get_svarint(r);
-    c->last_purchase = d ? c->first_seen + d - 1 : 0;
-    c->purchases = (uint32_t)get_varint(r);
-    c->revenue = get_double(r);
-    c->logins = (uint32_t)get_varint(r);
-    c->visits = (uint32_t)get_varint(r);
-    c->purchase_days = (uint32_t)get_varint(r);
-    c->first_pday = (int32_t)get_svarint(r);
-    c->last_pday = c->first_pday + (int32_t)get_svarint(r);
-    c->first_day_revenue = get_double(r);
-    c->active_anchor = (int32_t)get_svarint(r);
-    c->active_bits[0] = get_varint(r);
-    c->active_bits[1] = get_varint(r);
-    n = get_varint(r);
+    c->last_purchase = d ? add_ms(c->first_seen, d - 1) : 0;
+}
+
+static int decode_pdays(struct clv_customer *c, struct rbuf *r, char *err, size_t errlen)
+{
+    uint64_t n = get_varint(r);
+    int32_t prev = c->first_pday;
+
     if (n > CLV_MAX_PDAYS)
         return decode_fail(err, errlen, "too many purchase days");
     c->npdays = (uint16_t)n;
-    for (int i = 0, prev = c->first_pday; i < c->npdays; i++) {
-        c->pdays[i].day = prev + (int32_t)get_svarint(r);
+    for (int i = 0; i < c->npdays; i++) {
+        c->pdays[i].day = add_day(prev, get_svarint(r));
         c->pdays[i].count = (uint16_t)get_varint(r);
         c->pdays[i].revenue = get_double(r);
+        if (!day_ok(c->pdays[i].day) || (i > 0 && c->pdays[i].day <= prev))
+            return decode_fail(err, errlen, "purchase days out of order");
         prev = c->pdays[i].day;
     }
-    n = get_varint(r);
+    return 0;
+}
+
+static int decode_dedupe(struct clv_customer *c, struct rbuf *r, char *err, size_t errlen)
+{
+    uint64_t n = get_varint(r);
+
     if (n > CLV_MAX_DEDUPE)
         return decode_fail(err, errlen, "too many event ids");
     c->ndedupe = (uint8_t)n;
     for (int i = 0; i < c->ndedupe; i++)
         c->dedupe[i] = get_u64le(r);
     n = get_varint(r);
+    if (n > CLV_MAX_MARKS)
+        return decode_fail(err, errlen, "too many offset marks");
+    c->nmarks = (uint8_t)n;
+    for (int i = 0; i < c->nmarks; i++) {
+        uint64_t topic = get_varint(r), part = get_varint(r);
+        c->marks[i].frontier = (int64_t)get_varint(r);
+        c->marks[i].at = (clv_ms)get_varint(r);
+        if (topic > 2 || part > INT32_MAX)
+            return decode_fail(err, errlen, "bad offset mark");
+        c->marks[i].topic = (int8_t)topic;
+        c->marks[i].partition = (int32_t)part;
+    }
+    c->pdays_from = (int32_t)get_svarint(r);
+    return 0;
+}
+
+static int decode_channel(struct clv_customer *c, struct rbuf *r, char *err, size_t errlen)
+{
+    uint64_t n = get_varint(r);
+
     if (n > CLV_CHANNEL_MAX)
         return decode_fail(err, errlen, "channel too long");
     get_bytes(r, c->channel, n);
     c->channel[n] = '\0';
     if (n)
-        c->channel_ts = c->first_seen + get_svarint(r);
+        c->channel_ts = add_ms(c->first_seen, get_svarint(r));
+    return 0;
+}
+
+static int decode_body(struct clv_customer *c, struct rbuf *r, char *err, size_t errlen)
+{
+    int64_t stage = get_svarint(r), tier = get_svarint(r);
+
+    if (stage < CLV_STAGE_NONE || stage >= CLV_STAGE_COUNT)
+        return decode_fail(err, errlen, "unknown stage");
+    if (tier < 0 || tier >= CLV_MAX_TIERS)
+        return decode_fail(err, errlen, "unknown tier");
+    c->stage = (int8_t)stage;
+    c->tier = (int8_t)tier;
+    c->seq = (uint32_t)get_varint(r);
+    decode_times(c, r);
+    c->purchases = (uint32_t)get_varint(r);
+    c->revenue = get_double(r);
+    c->logins = (uint32_t)get_varint(r);
+    c->visits = (uint32_t)get_varint(r);
+    c->purchase_days = (uint32_t)get_varint(r);
+    c->first_pday = (int32_t)get_svarint(r);
+    c->last_pday = add_day(c->first_pday, get_svarint(r));
+    c->first_day_revenue = get_double(r);
+    c->active_anchor = (int32_t)get_svarint(r);
+    c->active_bits[0] = get_varint(r);
+    c->active_bits[1] = get_varint(r);
+    if (decode_pdays(c, r, err, errlen) != 0 || decode_dedupe(c, r, err, errlen) != 0 ||
+        decode_channel(c, r, err, errlen) != 0)
+        return -1;
+    if (!time_ok(c->first_seen) || !time_ok(c->stage_since) || !time_ok(c->last_activity) ||
+        !time_ok(c->first_purchase) || !time_ok(c->last_purchase) || !time_ok(c->channel_ts) ||
+        !day_ok(c->first_pday) || !day_ok(c->last_pday))
+        return decode_fail(err, errlen, "time out of range");
     return 0;
 }
 

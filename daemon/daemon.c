@@ -100,6 +100,14 @@ static void push_ref(struct clvd *d, const struct clv_msgref *ref)
     d->refs[d->nrefs++] = *ref;
 }
 
+/* Into the batch, with the partition's frontier as of now (see clv_mark). */
+static void queue_event(struct clvd *d, struct clv_event *ev, const struct clv_msgref *ref)
+{
+    ev->src_frontier = consumer_frontier(&d->consumer, ref);
+    batch_add_event(&d->batch, ev, (uint32_t)d->cfg.redis.shards);
+    push_ref(d, ref);
+}
+
 static void dead_letter(struct clvd *d, const rd_kafka_message_t *m, const struct clv_msgref *ref,
                         const char *reason)
 {
@@ -135,12 +143,13 @@ static void handle_message(struct clvd *d, const rd_kafka_message_t *m)
         dead_letter(d, m, &ref, reason);
         return;
     }
-    if (d->cfg.clock.mode == CLV_CLOCK_EVENT) {
+    d->ev.src_topic = (int8_t)topic;
+    d->ev.src_partition = m->partition;
+    d->ev.src_offset = m->offset;
+    if (d->cfg.clock.mode == CLV_CLOCK_EVENT)
         consumer_hold(&d->consumer, &d->ev, &ref);
-    } else {
-        batch_add_event(&d->batch, &d->ev, (uint32_t)d->cfg.redis.shards);
-        push_ref(d, &ref);
-    }
+    else
+        queue_event(d, &d->ev, &ref);
 }
 
 static int fatal_consumer_error(struct clvd *d, const rd_kafka_message_t *m)
@@ -184,10 +193,8 @@ static void release_held(struct clvd *d)
     struct clv_held h;
 
     consumer_watermark(&d->consumer, clv_mono_ms());
-    while (d->batch.nevents < BATCH_MAX && consumer_release(&d->consumer, &h)) {
-        batch_add_event(&d->batch, &h.ev, (uint32_t)d->cfg.redis.shards);
-        push_ref(d, &h.ref);
-    }
+    while (d->batch.nevents < BATCH_MAX && consumer_release(&d->consumer, &h))
+        queue_event(d, &h.ev, &h.ref);
 }
 
 /* ---- applying ---------------------------------------------------------------------- */

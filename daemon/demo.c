@@ -18,6 +18,14 @@
  * exit path: daemon stopped and joined, Kafka handles destroyed, redis-server
  * sent SIGTERM and reaped, temp dir removed (kept, and named, on failure).
  *
+ * The year: clvd's first message is a deliberately bad event, whose dead
+ * letter says that clvd is consuming; the simulated clock then starts.  Four
+ * bad events in all show the dead-letter path.  After the last event of 2025,
+ * the clock customer's visit at 2026-01-01T00:00Z brings the event-time
+ * watermark to the end of the year; once its transition has arrived and the
+ * outputs have been quiet for SETTLE_QUIET_MS, the summary is printed from
+ * Redis (customers per stage) and from the output topics.
+ *
  * The only global state is the signal flag: before clvd_run() installs its
  * own handlers, Ctrl-C lands here; afterwards it stops the daemon, and the
  * demo notices that the daemon thread has ended. */
@@ -52,6 +60,7 @@
 #include "embedded.h"
 #include "event.h"
 #include "keys.h"
+#include "loadgen.h"
 #include "output.h"
 #include "timeutil.h"
 
@@ -200,63 +209,36 @@ static int parse_opts(int argc, char **argv, struct demo_opts *o)
 
 /* ---- random numbers ------------------------------------------------------------------ */
 
-/* splitmix64: one 64-bit word of state per customer, so that each customer's
- * history depends on the seed and its index only. */
+/* One splitmix64 word of state per customer, so that each customer's history
+ * depends on the seed and its index only; the variates are loadgen's. */
 struct rng {
     uint64_t s;
 };
 
-static uint64_t rng_next(struct rng *r)
+static uint64_t rng_bits(void *state)
 {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return loadgen_splitmix64(state);
 }
 
 /* Uniform in (0, 1). */
 static double rng_unit(struct rng *r)
 {
-    return ((double)(rng_next(r) >> 11) + 0.5) * 0x1.0p-53;
+    return loadgen_uniform(rng_bits, &r->s);
 }
 
 static double rng_exp(struct rng *r, double mean)
 {
-    return -mean * log(rng_unit(r));
+    return mean * loadgen_exponential(rng_bits, &r->s);
 }
 
-static double rng_normal(struct rng *r)
-{
-    return sqrt(-2. * log(rng_unit(r))) * cos(2. * M_PI * rng_unit(r));
-}
-
-/* Gamma(shape, scale): Marsaglia & Tsang, boosted for shape < 1. */
 static double rng_gamma(struct rng *r, double shape, double scale)
 {
-    double d, c, x, v, u;
-
-    if (shape < 1.)
-        return rng_gamma(r, shape + 1., scale) * pow(rng_unit(r), 1. / shape);
-    d = shape - 1. / 3.;
-    c = 1. / sqrt(9. * d);
-    for (;;) {
-        do {
-            x = rng_normal(r);
-            v = 1. + c * x;
-        } while (v <= 0.);
-        v = v * v * v;
-        u = rng_unit(r);
-        if (log(u) < 0.5 * x * x + d - d * v + d * log(v))
-            return d * v * scale;
-    }
+    return loadgen_gamma(rng_bits, &r->s, shape) * scale;
 }
 
 static double rng_beta(struct rng *r, double a, double b)
 {
-    double x = rng_gamma(r, a, 1.), y = rng_gamma(r, b, 1.);
-
-    return x / (x + y);
+    return loadgen_beta(rng_bits, &r->s, a, b);
 }
 
 static int rng_pick(struct rng *r, const double *weights, int n)
@@ -386,7 +368,7 @@ static void shopper_init(struct shopper *c, uint64_t seed, long index)
 
     memset(c, 0, sizeof(*c));
     c->rng.s = seed * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)index << 20) ^ 0x5eedULL;
-    rng_next(&c->rng);
+    loadgen_splitmix64(&c->rng.s);
     c->channel = (int8_t)rng_pick(&c->rng, channel_weights, (int)CLV_ARRAY_LEN(channels));
     c->buyer = rng_unit(&c->rng) < BUYER_SHARE;
     lambda = rng_gamma(&c->rng, BG_R, 1. / BG_ALPHA);
@@ -489,17 +471,16 @@ static size_t shop_render(struct shop *s, long i, char *buf, size_t len)
 struct bad_event {
     double day; /* of the simulated year */
     enum clv_event_type topic;
-    const char *what;
 };
 
-/* The first is produced before the year starts: its dead letter tells that
- * clvd has joined its consumer group (the embedded Kafka delays a group's
- * first assignment by 3 s) and is consuming. */
+/* Rendered by bad_render.  The first is produced before the year starts: its
+ * dead letter tells that clvd has joined its consumer group (the embedded
+ * Kafka delays a group's first assignment by 3 s) and is consuming. */
 static const struct bad_event bad_events[] = {
-    {0., CLV_EV_VISIT, "invalid_json"},
-    {120.5, CLV_EV_PURCHASE, "negative_amount"},
-    {212.5, CLV_EV_LOGIN, "missing_customer_id"},
-    {304.5, CLV_EV_VISIT, "future_timestamp"},
+    {0., CLV_EV_VISIT},       /* invalid_json */
+    {120.5, CLV_EV_PURCHASE}, /* negative_amount */
+    {212.5, CLV_EV_LOGIN},    /* missing_field:customer_id */
+    {304.5, CLV_EV_VISIT},    /* future_timestamp */
 };
 
 static size_t bad_render(int k, char *buf, size_t len)
@@ -535,17 +516,27 @@ static size_t bad_render(int k, char *buf, size_t len)
 struct sender {
     rd_kafka_t *rk;
     const char *topics[3]; /* by enum clv_event_type */
-    atomic_ulong failed;   /* delivery reports with an error (set from rdkafka's thread) */
+    uint64_t failed;       /* delivery reports with an error */
     char first_error[CLV_ERRLEN];
 };
 
+/* Served by rd_kafka_poll, in the main thread. */
 static void sender_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct sender *s = opaque;
 
     (void)rk;
-    if (m->err && atomic_fetch_add(&s->failed, 1) == 0)
+    if (m->err && s->failed++ == 0)
         snprintf(s->first_error, sizeof(s->first_error), "%s", rd_kafka_err2str(m->err));
+}
+
+static int sender_check(const struct sender *s, char *err, size_t errlen)
+{
+    if (s->failed == 0)
+        return 0;
+    clv_seterr(err, errlen, "%llu event(s) not delivered to Kafka: %s",
+               (unsigned long long)s->failed, s->first_error);
+    return -1;
 }
 
 static int kafka_conf(rd_kafka_conf_t *conf, const char *const (*kv)[2], size_t n, char *err,
@@ -1048,7 +1039,7 @@ static int redis_stage_counts(const char *sock, const char *prefix, int shards, 
         keys_stats(key, prefix, (uint32_t)s);
         r = redisCommand(c, "HGETALL %s", key);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-            clv_seterr(err, errlen, "redis HGETALL %s: %s", key, r ? r->str : c->errstr);
+            clv_seterr(err, errlen, "redis HGETALL %s: %s", key, r && r->str ? r->str : c->errstr);
             rc = -1;
         }
         for (size_t i = 0; rc == 0 && i + 1 < r->elements; i += 2) {
@@ -1124,6 +1115,7 @@ struct demo {
     struct screen sc;
     enum demo_phase phase;
     clv_ms t_warm, t_start, t_produced, t_settled; /* monotonic */
+    clv_ms t_consuming;                            /* the first output arrived: clvd consumes */
     int interrupted;
 };
 
@@ -1390,7 +1382,8 @@ static void on_stage_change(struct demo *d, const struct out_record *r, long idx
         return;
     w->entered[to]++;
     w->returned += (uint64_t)returned;
-    snprintf(w->latest_at, sizeof(w->latest_at), "%.10s", r->at);
+    if (strncmp(r->at, w->latest_at, 10) > 0)
+        snprintf(w->latest_at, sizeof(w->latest_at), "%.10s", r->at);
     if (idx < 0) {
         w->clock_stage = to;
         if (strcmp(r->customer_id, CLOCK_CUSTOMER) == 0 && w->clock_seen == 0)
@@ -1444,6 +1437,8 @@ static void on_message(struct demo *d, const rd_kafka_message_t *m, clv_ms now)
     if (topic < 0 || m->payload == NULL)
         return;
     d->w.last_msg = now;
+    if (d->t_consuming == 0)
+        d->t_consuming = now;
     json = strndup(m->payload, m->len);
     root = json ? yajl_tree_parse(json, NULL, 0) : NULL;
     free(json);
@@ -1560,12 +1555,18 @@ static int daemon_failed(struct demo *d, char *err, size_t errlen)
     return 1;
 }
 
-/* Before the year: one bad event, and wait for its dead letter. */
+/* Before the year: one bad event, and wait for its dead letter, so that the
+ * simulated clock starts when clvd is consuming.  Not with --fast: then the
+ * whole year is produced while clvd is still joining, so that every input
+ * partition has its backlog at the first fetch.  A burst produced after clvd
+ * has sat idle for clock.idle_after would let the partitions that deliver
+ * first move the watermark past events still on their way in the others
+ * (an idle partition does not hold the watermark back). */
 static int warm_up(struct demo *d, clv_ms now, char *err, size_t errlen)
 {
     if (d->shop.next_bad == 0)
         return produce_bad(d, err, errlen) == 0 ? 1 : -1;
-    if (d->w.msgs[CLV_OUT_DEAD_LETTER] > 0) {
+    if (d->opt.fast || d->t_consuming) {
         d->phase = PHASE_PRODUCING;
         d->t_start = now;
         d->sc.rate_at = now;
@@ -1622,6 +1623,8 @@ static int run_loop(struct demo *d, char *err, size_t errlen)
         if (daemon_failed(d, err, errlen))
             return -1;
         rd_kafka_poll(d->snd.rk, 0);
+        if (sender_check(&d->snd, err, errlen) != 0)
+            return -1;
         seen = watch_poll(d, now);
         done = step(d, now, err, errlen);
         if (done < 0)
@@ -1639,40 +1642,43 @@ static int run_loop(struct demo *d, char *err, size_t errlen)
 
 static double per_sec(uint64_t n, clv_ms ms)
 {
-    return ms > 0 ? (double)n * 1000. / (double)ms : 0.;
+    return (double)n * 1000. / (double)(ms > 0 ? ms : 1);
 }
 
-static void summary_stages(struct demo *d, const int64_t *redis_counts)
+/* Customers per stage from Redis, checked two ways: their sum is the number
+ * of customers with events, and each customer's last stage on the
+ * stage-change topic gives the same counts.  Returns 0 when both hold. */
+static int summary_stages(struct demo *d, const int64_t *redis_counts)
 {
     FILE *o = d->sc.out;
-    int64_t stream[CLV_STAGE_COUNT] = {0}, total = 0, stream_total = 0;
+    int64_t stream[CLV_STAGE_COUNT] = {0}, total = 0;
     long expected = d->shop.customers_on + 1; /* + the clock customer */
+    int same;
 
     for (long i = 0; i < d->shop.n; i++)
         if (d->w.stage[i] != CLV_STAGE_NONE)
             stream[d->w.stage[i]]++;
     if (d->w.clock_stage != CLV_STAGE_NONE)
         stream[d->w.clock_stage]++;
-    for (int s = 0; s < CLV_STAGE_COUNT; s++) {
-        total += redis_counts[s];
-        stream_total += stream[s];
-    }
-    fprintf(o, "\n  %-13s %9s %7s %13s\n", "stage", "customers", "share", "transitions");
     for (int s = 0; s < CLV_STAGE_COUNT; s++)
-        fprintf(o, "  %-13s %9lld %6.1f%% %13llu\n", stage_name(s), (long long)redis_counts[s],
+        total += redis_counts[s];
+    same = memcmp(stream, redis_counts, sizeof(stream)) == 0;
+    fprintf(o, "\n  %-13s %9s %7s %9s\n", "stage", "customers", "share", "entered");
+    for (int s = 0; s < CLV_STAGE_COUNT; s++)
+        fprintf(o, "  %-13s %9lld %6.1f%% %9llu\n", stage_name(s), (long long)redis_counts[s],
                 total ? 100. * (double)redis_counts[s] / (double)total : 0.,
                 (unsigned long long)d->w.entered[s]);
-    fprintf(o, "  %-13s %9lld %6.1f%% %13llu\n", "total", (long long)total, 100.,
+    fprintf(o, "  %-13s %9lld %6.1f%% %9llu\n", "total", (long long)total, 100.,
             (unsigned long long)d->w.msgs[CLV_OUT_STAGE_CHANGES]);
-    fprintf(o, "  customers per stage from Redis (clv:{sN}:stats over %d shards): %s\n",
-            DEMO_SHARDS,
-            total == expected && stream_total == total ? "sum matches the customers with events"
-                                                       : "MISMATCH");
-    fprintf(o, "  with events: %ld shop customers + 1 clock customer (%s)%s\n",
-            d->shop.customers_on, CLOCK_CUSTOMER,
-            stream_total == total ? "; the stage-change stream agrees" : "");
-    fprintf(o, "  returned (dormant/churned -> at_risk/prospect on a visit): %llu\n",
+    fprintf(o,
+            "  customers: Redis clv:{sN}:stats summed over %d shards; %ld shop customers with "
+            "events + 1 clock customer = %ld: %s\n",
+            DEMO_SHARDS, d->shop.customers_on, expected, total == expected ? "OK" : "MISMATCH");
+    fprintf(o, "  each customer's last stage on %s: %s\n", d->w.topics[CLV_OUT_STAGE_CHANGES],
+            same ? "the same counts, OK" : "DIFFERENT counts");
+    fprintf(o, "  entered by returning (a visit after dormant/churned): %llu\n",
             (unsigned long long)d->w.returned);
+    return total == expected && same ? 0 : -1;
 }
 
 static void summary_topics(struct demo *d)
@@ -1699,13 +1705,18 @@ static void summary_topics(struct demo *d)
     if (w->dups)
         fprintf(o, "  (%llu redelivered duplicates dropped by event_id)\n",
                 (unsigned long long)w->dups);
+    if (!d->opt.quiet)
+        fprintf(o, "  on screen: %llu of %llu transitions (at most %.0f lines/s per kind)\n",
+                (unsigned long long)d->sc.shown, (unsigned long long)(d->sc.shown + d->sc.hidden),
+                LINES_PER_KIND_PER_SEC);
 }
 
 static void summary_throughput(struct demo *d)
 {
     FILE *o = d->sc.out;
     uint64_t produced = produced_total(d), valid = produced - d->shop.bad_produced;
-    clv_ms prod_ms = d->t_produced - d->t_start, applied_ms = d->w.clock_seen - d->t_start;
+    clv_ms from = d->t_consuming > d->t_start ? d->t_consuming : d->t_start;
+    clv_ms prod_ms = d->t_produced - d->t_start, applied_ms = d->w.clock_seen - from;
 
     fprintf(o,
             "\n  events produced  %llu (purchases %llu, logins %llu, visits %llu, bad %llu) in "
@@ -1715,11 +1726,11 @@ static void summary_throughput(struct demo *d)
             (unsigned long long)d->shop.produced[CLV_EV_VISIT],
             (unsigned long long)d->shop.bad_produced, (double)prod_ms / 1000.,
             per_sec(produced, prod_ms), d->opt.fast ? " (--fast)" : " (paced)");
-    fprintf(o, "  events applied   %llu by %.1f s: %.0f/s (the last one's transition seen)\n",
+    fprintf(o, "  events applied   %llu in %.1f s: %.0f/s (until the last one's transition came)\n",
             (unsigned long long)valid, (double)applied_ms / 1000., per_sec(valid, applied_ms));
     fprintf(o,
             "  startup          %.1f s until clvd consumed its first message (Kafka group join)\n",
-            (double)(d->t_start - d->t_warm) / 1000.);
+            (double)(d->t_consuming - d->t_warm) / 1000.);
     fprintf(o, "  outputs          %llu messages; settled %.1f s after the start of the year\n",
             (unsigned long long)(d->w.msgs[0] + d->w.msgs[1] + d->w.msgs[2] + d->w.msgs[3] +
                                  d->w.msgs[4] + d->w.msgs[5]),
@@ -1729,16 +1740,21 @@ static void summary_throughput(struct demo *d)
 static int summary(struct demo *d, char *err, size_t errlen)
 {
     int64_t counts[CLV_STAGE_COUNT] = {0};
+    int ok;
 
     if (redis_stage_counts(d->redis.sock, d->cfg.redis.key_prefix, d->cfg.redis.shards, counts, err,
                            errlen) != 0)
         return -1;
     fprintf(d->sc.out, "\n── clvd demo: 2025-01-01 → 2026-01-01, %ld customers, seed %llu ──\n",
             d->opt.customers, (unsigned long long)d->opt.seed);
-    summary_stages(d, counts);
+    ok = summary_stages(d, counts) == 0;
     summary_topics(d);
     summary_throughput(d);
     fflush(d->sc.out);
+    if (!ok) {
+        clv_seterr(err, errlen, "the customers per stage do not add up (see above)");
+        return -1;
+    }
     return 0;
 }
 

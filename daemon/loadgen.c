@@ -134,8 +134,7 @@ double loadgen_beta(loadgen_bits_fn bits, void *state, double a, double b)
 
 /* ---- parameters ---------------------------------------------------------- */
 
-static const char *const channel_names[LOADGEN_NCHANNELS] = {"search", "social", "email",
-                                                             "direct"};
+static const char *const channel_names[LOADGEN_NCHANNELS] = {"search", "social", "email", "direct"};
 
 const char *loadgen_channel_name(enum loadgen_channel c)
 {
@@ -182,8 +181,9 @@ static int check_model(const struct loadgen_model *m, char *err, size_t errlen)
     const struct {
         const char *name;
         double v;
-    } pos[] = {{"r", m->r},         {"alpha", m->alpha}, {"a", m->a},
-               {"b", m->b},         {"p", m->p},         {"q", m->q},
+    } pos[] = {{"r", m->r},         {"alpha", m->alpha},
+               {"a", m->a},         {"b", m->b},
+               {"p", m->p},         {"q", m->q},
                {"gamma", m->gamma}, {"time_unit_days", m->time_unit_days}};
 
     for (size_t i = 0; i < CLV_ARRAY_LEN(pos); i++) {
@@ -199,8 +199,8 @@ static int check_model(const struct loadgen_model *m, char *err, size_t errlen)
 static int check_period(const struct loadgen_params *p, char *err, size_t errlen)
 {
     if (p->customers == 0 || p->customers > LG_MAX_CUSTOMERS) {
-        clv_seterr(err, errlen, "loadgen: customers must be within 1..%u, not %u",
-                   LG_MAX_CUSTOMERS, p->customers);
+        clv_seterr(err, errlen, "loadgen: customers must be within 1..%u, not %u", LG_MAX_CUSTOMERS,
+                   p->customers);
         return -1;
     }
     if (!positive_finite(p->days) || p->days > LG_MAX_DAYS) {
@@ -263,8 +263,9 @@ static int check_ids_and_channels(const struct loadgen_params *p, char *err, siz
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)p->id_prefix[i];
         if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' || ch == ',') {
-            clv_seterr(err, errlen, "loadgen: id prefix may hold printable ASCII only "
-                                    "(no blank, quote, backslash or comma)");
+            clv_seterr(err, errlen,
+                       "loadgen: id prefix may hold printable ASCII only "
+                       "(no blank, quote, backslash or comma)");
             return -1;
         }
     }
@@ -331,8 +332,9 @@ static int plan_mix(const struct loadgen_params *p, struct loadgen_plan *pl, cha
         return -1;
     }
     if (!(e > 0.0) && (logins > 0.0 || visits > prospects * pl->prospect_visits)) {
-        clv_seterr(err, errlen, "loadgen: buyers expect no repeat purchase in so short a "
-                                "period, so logins and visits cannot follow the mix");
+        clv_seterr(err, errlen,
+                   "loadgen: buyers expect no repeat purchase in so short a "
+                   "period, so logins and visits cannot follow the mix");
         return -1;
     }
     pl->login_rate = e > 0.0 ? logins / buyers / e : 0.0;
@@ -346,8 +348,8 @@ static int make_plan(const struct loadgen_params *p, struct loadgen_plan *pl, ch
     double e;
 
     memset(pl, 0, sizeof(*pl));
-    pl->prospects = p->mode == LOADGEN_MIX ? (uint32_t)llround(p->customers * p->prospect_share)
-                                           : 0;
+    pl->prospects =
+        p->mode == LOADGEN_MIX ? (uint32_t)llround(p->customers * p->prospect_share) : 0;
     if (pl->prospects >= p->customers)
         pl->prospects = p->customers - 1; /* at least one buyer */
     pl->buyers = p->customers - pl->prospects;
@@ -432,8 +434,7 @@ static void arrivals_advance(struct lg_arrivals *a, double window)
     a->next = a->u * window;
 }
 
-static void arrivals_init(struct lg_arrivals *a, uint64_t seed, int kind, uint32_t n,
-                          double window)
+static void arrivals_init(struct lg_arrivals *a, uint64_t seed, int kind, uint32_t n, double window)
 {
     loadgen_rng_seed(&a->rng, mix64(seed ^ (0xbb67ae8584caa73bULL * (uint64_t)(kind + 1))));
     a->n = n;
@@ -631,8 +632,7 @@ static void count_event(struct loadgen *g, enum clv_event_type type)
 
 /* A buyer's first purchase at t: it draws lambda, p and nu, and never drops
  * out here (BG/NBD: dropout follows repeat purchases only). */
-static void buyer_arrive(struct loadgen *g, struct lg_cust *c, double t,
-                         struct loadgen_event *ev)
+static void buyer_arrive(struct loadgen *g, struct lg_cust *c, double t, struct loadgen_event *ev)
 {
     const struct loadgen_model *m = &g->p.model;
     uint64_t *rp = &c->rng_purchases;

@@ -3,6 +3,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -732,7 +733,12 @@ int metrics_server_start(struct clv_metrics_server **out, const char *addr, char
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         clv_seterr(err, errlen, "metrics.listen \"%s\": libmicrohttpd did not start", addr);
-        close(fd);
+        /* libmicrohttpd 0.9.75 leaves the socket open when it rejects the
+         * options, but closes it when it fails later on: close it only if
+         * it is still ours (this runs at start, before other threads open
+         * descriptors that could reuse the number) */
+        if (fcntl(fd, F_GETFD) != -1)
+            close(fd);
         goto fail;
     }
     *out = srv;

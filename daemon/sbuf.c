@@ -103,8 +103,8 @@ void sbuf_json_num(struct clv_sbuf *b, double v, int decimals)
         return;
     }
     n = snprintf(tmp, sizeof(tmp), "%.*f", decimals, v);
-    if (n <= 0 || n >= (int)sizeof(tmp)) {
-        sbuf_puts(b, "null");
+    if (n <= 0 || n >= (int)sizeof(tmp)) { /* huge: exponent form, still a number */
+        sbuf_printf(b, "%.17g", v);
         return;
     }
     if (decimals > 0) {

@@ -218,8 +218,14 @@ static struct deadline next_deadline(const struct clv_customer *c, const struct 
     if (c->stage == CLV_STAGE_DORMANT)
         consider(&d, days_after(c->last_activity, r->lc.churned_after_days), CLV_TRANSITION_STAGE,
                  CLV_STAGE_CHURNED, CLV_REASON_INACTIVE);
-    t = tier_downgrade_deadline(c, r, &tier_to);
-    consider(&d, t, CLV_TRANSITION_TIER, tier_to, CLV_REASON_TIER_DOWNGRADE);
+    if (c->tier >= r->ntiers) {
+        /* a reload removed the customer's tier: move to what spend earns now */
+        int to = tier_for_spend(r, tier_spend(c, r, c->last_activity));
+        consider(&d, c->stage_since, CLV_TRANSITION_TIER, to, CLV_REASON_TIER_DOWNGRADE);
+    } else {
+        t = tier_downgrade_deadline(c, r, &tier_to);
+        consider(&d, t, CLV_TRANSITION_TIER, tier_to, CLV_REASON_TIER_DOWNGRADE);
+    }
     /* A deadline that passed before the current stage began fires as the
      * stage begins: transitions never go back in time. */
     if (d.at != 0 && d.at < c->stage_since)
@@ -416,12 +422,13 @@ enum clv_apply_result stages_apply_event(struct clv_customer *c, const struct cl
                                              ev->received ? ev->received : ev->ts);
     int in_order;
 
-    if (customer_seen_event(c, fp))
+    if (customer_below_mark(c, ev, r->dedupe_window) || customer_seen_event(c, fp))
         return CLV_DUPLICATE;
     stages_advance(c, r, ev->ts, out);
     in_order = c->stage == CLV_STAGE_NONE || ev->ts >= c->stage_since;
     customer_add_event(c, ev, r->keep_days);
     customer_remember_event(c, fp, r->dedupe_window, r->dedupe_max_ids);
+    customer_update_mark(c, ev, r->dedupe_window);
     customer_trim_pdays(c, c->last_activity, r->keep_days);
     if (!in_order)
         return CLV_APPLIED;

@@ -83,6 +83,10 @@ struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_
 /* Mark a message's effect durable; stores the new frontier if it moved. */
 void consumer_done(struct clv_consumer *c, const struct clv_msgref *ref);
 
+/* The partition's frontier: its first offset not yet done (every offset
+ * below is applied), or -1 if unknown or revoked. */
+int64_t consumer_frontier(const struct clv_consumer *c, const struct clv_msgref *ref);
+
 /* Pause or resume every assigned partition (Redis down: stop fetching). */
 void consumer_pause_all(struct clv_consumer *c, int pause);
 

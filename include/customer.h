@@ -38,6 +38,17 @@ struct clv_pday {
 
 #define CLV_MAX_DEDUPE 64
 
+/* Per input partition the customer's events came from: the partition's
+ * frontier when the customer was last written.  Every offset below it had
+ * been applied, so a re-delivered message below it is a duplicate, however
+ * long the re-delivered suffix; the event-id ring covers the rest. */
+#define CLV_MAX_MARKS 8
+struct clv_mark {
+    int8_t topic;
+    int32_t partition;
+    int64_t frontier;
+    clv_ms at; /* wall clock of the write: marks age out with dedupe.window */
+};
 struct clv_customer {
     uint64_t version; /* bumped on every write; the compare-and-set token */
     int8_t stage;     /* enum clv_stage */
@@ -67,6 +78,10 @@ struct clv_customer {
     /* Recently applied event ids: (40-bit hash << 24) | hour of event time. */
     uint8_t ndedupe;
     uint64_t dedupe[CLV_MAX_DEDUPE];
+    uint8_t nmarks;
+    struct clv_mark marks[CLV_MAX_MARKS];
+    /* Purchase days before this one were trimmed from the log. */
+    int32_t pdays_from;
     /* Acquisition channel: that of the earliest event carrying one, so the
      * answer does not depend on delivery order. */
     char channel[CLV_CHANNEL_MAX + 1];
@@ -108,9 +123,14 @@ int customer_seen_event(const struct clv_customer *c, uint64_t fingerprint);
 void customer_remember_event(struct clv_customer *c, uint64_t fingerprint, clv_ms window,
                              int max_ids);
 
+/* Offset-based de-duplication (see struct clv_mark). */
+int customer_below_mark(const struct clv_customer *c, const struct clv_event *ev, clv_ms window);
+void customer_update_mark(struct clv_customer *c, const struct clv_event *ev, clv_ms window);
+
 /* Binary codec.  The first 8 bytes of an encoded state are the version, so
  * the compare-and-set script can check it without decoding. */
-#define CLV_STATE_MAX_BYTES (128 + CLV_MAX_PDAYS * 14 + CLV_MAX_DEDUPE * 8 + CLV_CHANNEL_MAX)
+#define CLV_STATE_MAX_BYTES                                                                     \
+    (160 + CLV_MAX_PDAYS * 24 + CLV_MAX_DEDUPE * 8 + CLV_MAX_MARKS * 32 + CLV_CHANNEL_MAX)
 size_t customer_encode(const struct clv_customer *c, unsigned char *buf, size_t buflen);
 int customer_decode(struct clv_customer *c, const unsigned char *buf, size_t len, char *err,
                     size_t errlen);

@@ -39,6 +39,13 @@ struct clv_event {
     char customer_id[CLV_ID_MAX + 1];
     size_t customer_id_len;
     char channel[CLV_CHANNEL_MAX + 1]; /* "" when absent; longer values are truncated */
+    /* Where it came from, set by the consumer (not by the parser): the input
+     * partition, the message's offset, and the partition's frontier then
+     * (every offset below it is applied).  topic -1 = unknown. */
+    int8_t src_topic;
+    int32_t src_partition;
+    int64_t src_offset;
+    int64_t src_frontier;
 };
 
 struct clv_event_limits {

@@ -97,10 +97,10 @@ struct loadgen_params {
     double acquisition_days; /* first events uniform over [start, start + this); 0 = days */
     struct loadgen_model model;
     enum loadgen_mode mode;
-    double mix[3];          /* LOADGEN_MIX: visits, logins, purchases (any scale) */
-    double prospect_share;  /* fraction of the ids that never purchase (LOADGEN_MIX) */
-    double login_rate;      /* LOADGEN_MODEL: logins per unit of lambda while alive */
-    double visit_rate;      /* LOADGEN_MODEL: visits per unit of lambda while alive */
+    double mix[3];         /* LOADGEN_MIX: visits, logins, purchases (any scale) */
+    double prospect_share; /* fraction of the ids that never purchase (LOADGEN_MIX) */
+    double login_rate;     /* LOADGEN_MODEL: logins per unit of lambda while alive */
+    double visit_rate;     /* LOADGEN_MODEL: visits per unit of lambda while alive */
     double channel_weights[LOADGEN_NCHANNELS];
     char id_prefix[32]; /* prepended to the customer ids (printable ASCII) */
 };
@@ -135,9 +135,9 @@ struct loadgen_event {
     clv_ms ts;
     double amount; /* purchases: > 0, whole cents; else 0 */
     const char *channel;
-    int buyer;     /* 1: a buyer, 0: a prospect */
-    uint32_t seq;  /* the customer's own event number, from 0 */
-    char customer_id[LOADGEN_ID_MAX]; /* "<prefix>c000042": buyer, "<prefix>p000007": prospect */
+    int buyer;                          /* 1: a buyer, 0: a prospect */
+    uint32_t seq;                       /* the customer's own event number, from 0 */
+    char customer_id[LOADGEN_ID_MAX];   /* "<prefix>c000042": buyer, "<prefix>p000007": prospect */
     char event_id[LOADGEN_ID_MAX + 16]; /* "<customer_id>-<seq>" */
 };
 

@@ -429,11 +429,20 @@ void h_redis_stop(struct h_redis *r)
 
 int h_redis_restart(struct h_redis *r, int hard, char *err, size_t errlen)
 {
+    return h_redis_restart_after(r, hard, 0, err, errlen);
+}
+
+int h_redis_restart_after(struct h_redis *r, int hard, int down_ms, char *err, size_t errlen)
+{
     if (r->dir[0] == '\0') {
         seterr(err, errlen, "redis was never started");
         return -1;
     }
     redis_kill(r, hard ? SIGKILL : SIGTERM);
+    unlink(r->socket);
+    say("redis-server down for %d ms", down_ms);
+    if (down_ms > 0)
+        h_sleep_ms(down_ms);
     return redis_spawn(r, err, errlen);
 }
 
@@ -501,7 +510,11 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
     return 0;
 }
 
+#define DR_SYNC_MAGIC 0x53594e43
+#define DR_ASYNC_MAGIC 0x4153594e
+
 struct dr_state {
+    int magic; /* DR_SYNC_MAGIC */
     int done;
     rd_kafka_resp_err_t err;
     int64_t offset;
@@ -515,6 +528,13 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     (void)opaque;
     if (st == NULL)
         return;
+    if (st->magic == DR_ASYNC_MAGIC) {
+        struct h_async_dr *a = m->_private;
+        a->pending--;
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && a->failed++ == 0)
+            a->first_err = m->err;
+        return;
+    }
     st->err = m->err;
     st->offset = m->offset;
     st->done = 1;
@@ -616,7 +636,7 @@ int h_kafka_create_default_topics(struct h_kafka *k, int in_partitions, int out_
 int h_produce(struct h_kafka *k, const char *topic, int32_t partition, const char *key,
               const void *value, size_t len, int64_t *offset, char *err, size_t errlen)
 {
-    struct dr_state st = {0, RD_KAFKA_RESP_ERR_NO_ERROR, -1};
+    struct dr_state st = {DR_SYNC_MAGIC, 0, RD_KAFKA_RESP_ERR_NO_ERROR, -1};
     size_t keylen = key != NULL ? strlen(key) : 0;
     rd_kafka_resp_err_t e;
     int64_t deadline;
@@ -655,6 +675,57 @@ int h_produce_str(struct h_kafka *k, const char *topic, int32_t partition, const
                   const char *value, int64_t *offset, char *err, size_t errlen)
 {
     return h_produce(k, topic, partition, key, value, strlen(value), offset, err, errlen);
+}
+
+int h_produce_async(struct h_kafka *k, const char *topic, int32_t partition, const char *key,
+                    const void *value, size_t len, char *err, size_t errlen)
+{
+    size_t keylen = key != NULL ? strlen(key) : 0;
+    rd_kafka_resp_err_t e;
+
+    k->async.magic = DR_ASYNC_MAGIC;
+    for (;;) {
+        e = rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, keylen),
+                              RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_OPAQUE(&k->async), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(k->producer, 10);
+    }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition, rd_kafka_err2str(e));
+        return -1;
+    }
+    k->async.pending++;
+    rd_kafka_poll(k->producer, 0);
+    return 0;
+}
+
+int h_produce_wait(struct h_kafka *k, int timeout_ms, char *err, size_t errlen)
+{
+    int64_t deadline = h_mono_ms() + timeout_ms;
+
+    while (k->async.pending > 0 && h_mono_ms() < deadline)
+        rd_kafka_poll(k->producer, 50);
+    if (k->async.pending > 0) {
+        /* No delivery report may outlive the wait unaccounted: purge. */
+        rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        while (k->async.pending > 0)
+            rd_kafka_poll(k->producer, 50);
+        seterr(err, errlen, "%ld message(s) without a delivery report within %d ms",
+               k->async.failed, timeout_ms);
+        k->async.failed = 0;
+        return -1;
+    }
+    if (k->async.failed > 0) {
+        seterr(err, errlen, "%ld message(s) not delivered, first: %s", k->async.failed,
+               rd_kafka_err2str(k->async.first_err));
+        k->async.failed = 0;
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- consuming outputs ----------------------------------------------------- */
@@ -788,10 +859,24 @@ static rd_kafka_topic_partition_list_t *assignment_for(rd_kafka_t *rk, const cha
     return parts;
 }
 
+static int records_cb(const rd_kafka_message_t *m, void *opaque)
+{
+    return records_add(opaque, m);
+}
+
 int h_consume(const char *bootstraps, const char *const *topics, size_t expected, int quiet_ms,
               int timeout_ms, struct h_records *out, char *err, size_t errlen)
 {
+    return h_consume_each(bootstraps, topics, expected, quiet_ms, timeout_ms, records_cb, out, NULL,
+                          err, errlen);
+}
+
+int h_consume_each(const char *bootstraps, const char *const *topics, size_t expected,
+                   int quiet_ms, int timeout_ms, h_message_cb cb, void *opaque, size_t *count,
+                   char *err, size_t errlen)
+{
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    size_t nread = 0;
     rd_kafka_t *rk;
     rd_kafka_topic_partition_list_t *parts = NULL;
     char kerr[256], group[64];
@@ -842,9 +927,11 @@ int h_consume(const char *bootstraps, const char *const *topics, size_t expected
                 if (idx >= 0)
                     eof[idx] = 0;
                 last = now;
-                if (records_add(out, m) != 0) {
+                nread++;
+                if (cb(m, opaque) != 0) {
                     rd_kafka_message_destroy(m);
-                    seterr(err, errlen, "out of memory");
+                    seterr(err, errlen, "reading %s [%d] @%lld: the message handler failed",
+                           rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
                     goto out;
                 }
             }
@@ -852,22 +939,24 @@ int h_consume(const char *bootstraps, const char *const *topics, size_t expected
         }
         for (int i = 0; i < parts->cnt; i++)
             all_eof &= eof[i];
-        if (out->n >= expected && all_eof && now - last >= quiet_ms) {
+        if (nread >= expected && all_eof && now - last >= quiet_ms) {
             rc = 0;
             break;
         }
         if (now - start >= timeout_ms) {
             seterr(err, errlen, "timed out after %d ms with %zu of %zu expected message(s)",
-                   timeout_ms, out->n, expected);
+                   timeout_ms, nread, expected);
             break;
         }
-        if (out->n > 0 && all_eof && now - last >= H_CONSUME_STALL_MS) {
-            seterr(err, errlen, "%zu of %zu expected message(s), none for %d ms", out->n, expected,
+        if (nread > 0 && all_eof && now - last >= H_CONSUME_STALL_MS) {
+            seterr(err, errlen, "%zu of %zu expected message(s), none for %d ms", nread, expected,
                    H_CONSUME_STALL_MS);
             break;
         }
     }
 out:
+    if (count != NULL)
+        *count = nread;
     free(eof);
     if (parts != NULL)
         rd_kafka_topic_partition_list_destroy(parts);
@@ -1074,8 +1163,23 @@ void h_config_free(struct h_config *c)
 int h_clvd_start(struct h_clvd *d, const char *binary, const char *config, const char *log,
                  char *err, size_t errlen)
 {
-    char *argv[] = {(char *)binary, "-c", (char *)config, NULL};
+    return h_clvd_start_args(d, binary, config, log, NULL, err, errlen);
+}
 
+int h_clvd_start_args(struct h_clvd *d, const char *binary, const char *config, const char *log,
+                      const char *const *extra, char *err, size_t errlen)
+{
+    char *argv[24] = {(char *)binary, "-c", (char *)config, NULL};
+    int argc = 3;
+
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (argc + 1 >= (int)(sizeof(argv) / sizeof(argv[0]))) {
+            seterr(err, errlen, "too many clvd arguments");
+            return -1;
+        }
+        argv[argc++] = (char *)extra[i];
+    }
+    argv[argc] = NULL;
     d->pid = 0;
     d->status = 0;
     snprintf(d->log, sizeof(d->log), "%s", log);
@@ -1133,6 +1237,39 @@ int h_clvd_stop(struct h_clvd *d, int timeout_ms, char *err, size_t errlen)
     return 0;
 }
 
+int h_clvd_signal(struct h_clvd *d, int sig)
+{
+    if (!h_clvd_running(d))
+        return -1;
+    return kill(d->pid, sig);
+}
+
+int h_clvd_wait_exit(struct h_clvd *d, int timeout_ms, char *err, size_t errlen)
+{
+    char how[96];
+    int status;
+
+    if (d->pid > 0) {
+        if (!wait_exit(d->pid, timeout_ms, &status)) {
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &status, 0);
+            d->status = status;
+            d->pid = 0;
+            seterr(err, errlen, "clvd did not exit by itself within %d ms (killed)", timeout_ms);
+            return -1;
+        }
+        d->status = status;
+        d->pid = 0;
+    }
+    describe_status(d->status, how, sizeof(how));
+    say("clvd exited: %s", how);
+    if (!WIFEXITED(d->status) || WEXITSTATUS(d->status) != 0) {
+        seterr(err, errlen, "clvd ended with %s", how);
+        return -1;
+    }
+    return 0;
+}
+
 void h_clvd_kill9(struct h_clvd *d)
 {
     int status;
@@ -1145,32 +1282,83 @@ void h_clvd_kill9(struct h_clvd *d)
     d->pid = 0;
 }
 
+/* The whole file as a NUL-terminated string (malloc'ed), NULL if unreadable. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, chunk[65536];
+    size_t len = 0, n;
+    FILE *mem;
+
+    if (f == NULL)
+        return NULL;
+    mem = open_memstream(&buf, &len);
+    if (mem == NULL) {
+        fclose(f);
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    fclose(f);
+    if (fclose(mem) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 int h_clvd_wait_log(const struct h_clvd *d, const char *needle, int timeout_ms)
 {
     int64_t deadline = h_mono_ms() + timeout_ms;
 
     for (;;) {
-        FILE *f = fopen(d->log, "rb");
-        if (f != NULL) {
-            char *buf = NULL;
-            size_t len = 0;
-            int found = 0;
-            FILE *mem = open_memstream(&buf, &len);
-            char chunk[4096];
-            size_t n;
-            while (mem != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-                fwrite(chunk, 1, n, mem);
-            if (mem != NULL) {
-                fclose(mem);
-                found = buf != NULL && strstr(buf, needle) != NULL;
-            }
-            free(buf);
-            fclose(f);
-            if (found)
-                return 0;
-        }
+        char *buf = slurp(d->log);
+        int found = buf != NULL && strstr(buf, needle) != NULL;
+
+        free(buf);
+        if (found)
+            return 0;
         if (h_mono_ms() >= deadline)
             return -1;
         h_sleep_ms(100);
     }
+}
+
+int h_file_count(const char *path, const char *needle)
+{
+    char *buf = slurp(path);
+    int n = 0;
+    size_t nl = strlen(needle);
+
+    if (buf == NULL || nl == 0) {
+        free(buf);
+        return 0;
+    }
+    for (const char *p = strstr(buf, needle); p != NULL; p = strstr(p + nl, needle))
+        n++;
+    free(buf);
+    return n;
+}
+
+int h_file_last_line(const char *path, const char *needle, char *out, size_t outlen)
+{
+    char *buf = slurp(path);
+    const char *hit = NULL, *start, *end;
+    int rc = -1;
+
+    if (buf == NULL)
+        return -1;
+    for (const char *p = strstr(buf, needle); p != NULL; p = strstr(p + 1, needle))
+        hit = p;
+    if (hit != NULL) {
+        for (start = hit; start > buf && start[-1] != '\n'; start--)
+            ;
+        end = strchr(hit, '\n');
+        if (end == NULL)
+            end = hit + strlen(hit);
+        snprintf(out, outlen, "%.*s", (int)(end - start), start);
+        rc = 0;
+    }
+    free(buf);
+    return rc;
 }

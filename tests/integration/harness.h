@@ -73,6 +73,9 @@ void h_redis_stop(struct h_redis *r);
 /* Stop (SIGTERM, or SIGKILL when `hard`) and start again on the same socket,
  * keeping the directory (and, with `persist`, the data). */
 int h_redis_restart(struct h_redis *r, int hard, char *err, size_t errlen);
+/* The same, staying down for `down_ms` before starting again (the socket
+ * file is removed at once, so clients see "connection refused"). */
+int h_redis_restart_after(struct h_redis *r, int hard, int down_ms, char *err, size_t errlen);
 /* Run one command (no arguments with spaces), e.g. "FLUSHALL", "DBSIZE".  If
  * reply is not NULL the reply (status, string or integer) is written there. */
 int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_t replylen,
@@ -80,11 +83,19 @@ int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_
 
 /* ---- mock Kafka cluster ---------------------------------------------------- */
 
+/* Delivery bookkeeping of h_produce_async (internal). */
+struct h_async_dr {
+    int magic;
+    long pending, failed;
+    rd_kafka_resp_err_t first_err;
+};
+
 struct h_kafka {
     rd_kafka_t *host; /* dummy producer hosting the cluster */
     rd_kafka_mock_cluster_t *mcluster;
     rd_kafka_t *producer; /* producer connected to the cluster */
     char bootstraps[256];
+    struct h_async_dr async;
 };
 
 int h_kafka_start(struct h_kafka *k, int brokers, char *err, size_t errlen);
@@ -120,6 +131,11 @@ int h_produce(struct h_kafka *k, const char *topic, int32_t partition, const cha
 /* Same with a NUL-terminated value. */
 int h_produce_str(struct h_kafka *k, const char *topic, int32_t partition, const char *key,
                   const char *value, int64_t *offset, char *err, size_t errlen);
+/* Produce without waiting (bulk loading); h_produce_wait() then waits up to
+ * timeout_ms for every delivery report and fails if any delivery failed. */
+int h_produce_async(struct h_kafka *k, const char *topic, int32_t partition, const char *key,
+                    const void *value, size_t len, char *err, size_t errlen);
+int h_produce_wait(struct h_kafka *k, int timeout_ms, char *err, size_t errlen);
 
 /* ---- consuming outputs ----------------------------------------------------- */
 
@@ -151,6 +167,13 @@ struct h_records {
 int h_consume(const char *bootstraps, const char *const *topics, size_t expected, int quiet_ms,
               int timeout_ms, struct h_records *out, char *err, size_t errlen);
 void h_records_free(struct h_records *rs);
+/* Like h_consume, but hands every message to `cb` (which returns 0, or -1 to
+ * fail the read) instead of keeping it; `*count` (may be NULL) receives the
+ * number of messages read. */
+typedef int (*h_message_cb)(const rd_kafka_message_t *m, void *opaque);
+int h_consume_each(const char *bootstraps, const char *const *topics, size_t expected,
+                   int quiet_ms, int timeout_ms, h_message_cb cb, void *opaque, size_t *count,
+                   char *err, size_t errlen);
 size_t h_records_count(const struct h_records *rs, const char *topic);
 /* Print the records (topic, partition, offset, key, value) to `out`. */
 void h_records_dump(const struct h_records *rs, FILE *out);
@@ -199,6 +222,16 @@ struct h_clvd {
 /* Spawn `binary -c config` with stdout and stderr appended to `log`. */
 int h_clvd_start(struct h_clvd *d, const char *binary, const char *config, const char *log,
                  char *err, size_t errlen);
+/* The same with further arguments (NULL-terminated list, or NULL), e.g.
+ * {"--exit-when-idle", "3s", NULL}. */
+int h_clvd_start_args(struct h_clvd *d, const char *binary, const char *config, const char *log,
+                      const char *const *extra, char *err, size_t errlen);
+/* Send a signal (e.g. SIGHUP); -1 if it is not running. */
+int h_clvd_signal(struct h_clvd *d, int sig);
+/* Wait up to timeout_ms for clvd to exit by itself (--exit-when-idle); 0 if
+ * it exited with status 0.  Otherwise -1 (err says how it ended); a process
+ * still running after the timeout is killed with SIGKILL. */
+int h_clvd_wait_exit(struct h_clvd *d, int timeout_ms, char *err, size_t errlen);
 /* 1 while running; reaps it (filling status) once it has exited. */
 int h_clvd_running(struct h_clvd *d);
 /* SIGTERM and wait up to timeout_ms; 0 if it exited with status 0 in time.
@@ -209,5 +242,10 @@ int h_clvd_stop(struct h_clvd *d, int timeout_ms, char *err, size_t errlen);
 void h_clvd_kill9(struct h_clvd *d);
 /* Wait up to timeout_ms until `needle` appears in the log; 0 if it did. */
 int h_clvd_wait_log(const struct h_clvd *d, const char *needle, int timeout_ms);
+/* Occurrences of `needle` in a file (0 if it cannot be read). */
+int h_file_count(const char *path, const char *needle);
+/* The last line of a file containing `needle`, copied to buf (without the
+ * newline); 0 if one was found. */
+int h_file_last_line(const char *path, const char *needle, char *buf, size_t buflen);
 
 #endif

@@ -408,7 +408,7 @@ static void test_notify_protocol(void **state)
 
     /* a healthy stretch */
     notify_pump(&f->nt, HEALTHY_WINDOW_MS);
-    check_watchdog(&f->nt, t_ready, h_mono_ms(), HEALTHY_WINDOW_MS / 500 - 1, "healthy");
+    check_watchdog(&f->nt, t_ready, h_mono_ms(), HEALTHY_WINDOW_MS / 750, "healthy");
     if (note_find(&f->nt, 0, "STATUS=") < 0)
         fail_msg("no STATUS= line");
     for (size_t k = 0; k < f->nt.n; k++)
@@ -444,7 +444,7 @@ static void test_notify_protocol(void **state)
         }
     }
     t_end = h_mono_ms();
-    check_watchdog(&f->nt, t_down, t_end, OUTAGE_WINDOW_MS / 500 - 1, "redis down");
+    check_watchdog(&f->nt, t_down, t_end, OUTAGE_WINDOW_MS / 750, "redis down");
     for (; i < (long)f->nt.n; i++)
         if (strncmp(f->nt.v[i].line, "STATUS=", 7) == 0 && strstr(f->nt.v[i].line, "redis down"))
             break;

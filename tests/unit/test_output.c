@@ -22,7 +22,7 @@
 #define D0 1767225600000LL /* 2026-01-01T00:00:00.000Z */
 #define DAY CLV_MS_PER_DAY
 #define HOUR CLV_MS_PER_HOUR
-#define T(d, h) (D0 + (clv_ms)(d) * DAY + (clv_ms)(h) * HOUR)
+#define T(d, h) (D0 + (clv_ms)(d)*DAY + (clv_ms)(h)*HOUR)
 #define T_2026_03_02_10 1772445600000LL /* 2026-03-02T10:00:00.000Z */
 #define MAXMSG 8
 
@@ -600,12 +600,23 @@ static void check_envelope(const struct jv *m, const char *schema, const struct 
     char want[160], ts[32];
     int wn;
     const struct jv *v, *cust;
-    static const char *const customer_keys[] = {
-        "first_purchase_at", "last_purchase_at", "last_activity_at", "purchases",
-        "revenue",           "avg_order_value",  "recency_days",     "tenure_days",
-        "active_days_30d",   "purchases_90d",    "tier",             "rfm",
-        "channel",           "clv_historical",   "clv_predicted",    "p_alive",
-        "expected_purchases_90d"};
+    static const char *const customer_keys[] = {"first_purchase_at",
+                                                "last_purchase_at",
+                                                "last_activity_at",
+                                                "purchases",
+                                                "revenue",
+                                                "avg_order_value",
+                                                "recency_days",
+                                                "tenure_days",
+                                                "active_days_30d",
+                                                "purchases_90d",
+                                                "tier",
+                                                "rfm",
+                                                "channel",
+                                                "clv_historical",
+                                                "clv_predicted",
+                                                "p_alive",
+                                                "expected_purchases_90d"};
 
     expect_str_at(m, "schema", schema, strlen(schema), line);
     memcpy(want, id, idlen);
@@ -627,8 +638,7 @@ static void check_envelope(const struct jv *m, const char *schema, const struct 
             fail_msg("line %d: customer has no \"%s\"", line, customer_keys[i]);
     for (size_t i = 0; i < cust->n; i++)
         if (cust->keys[i][cust->klens[i] - 1] == 't' && cust->klens[i] > 3 &&
-            strcmp(cust->keys[i] + cust->klens[i] - 3, "_at") == 0 &&
-            cust->items[i].t == J_STR &&
+            strcmp(cust->keys[i] + cust->klens[i] - 3, "_at") == 0 && cust->items[i].t == J_STR &&
             !is_rfc3339_ms_utc(cust->items[i].s, cust->items[i].slen))
             fail_msg("line %d: %s = \"%s\" is not RFC 3339 ms UTC", line, cust->keys[i],
                      cust->items[i].s);
@@ -637,7 +647,7 @@ static void check_envelope(const struct jv *m, const char *schema, const struct 
         fail_msg("line %d: rfm \"%s\"", line, v->s);
 }
 
-#define CHECK_ENVELOPE(m, schema, t, id, idlen, emitted)                                          \
+#define CHECK_ENVELOPE(m, schema, t, id, idlen, emitted)                                           \
     check_envelope((m), (schema), (t), (id), (idlen), (emitted), __LINE__)
 
 /* The SPEC section 6 example, as a transition. */
@@ -790,8 +800,7 @@ struct expect_msgs {
     const char *kind; /* win-back kind, or NULL */
 };
 
-static void check_messages(const struct clv_transition *t, const struct expect_msgs *want,
-                           int line)
+static void check_messages(const struct clv_transition *t, const struct expect_msgs *want, int line)
 {
     struct clv_sbuf b;
     struct clv_outmsg msgs[MAXMSG];
@@ -835,10 +844,10 @@ static void check_messages(const struct clv_transition *t, const struct expect_m
     sbuf_free(&b);
 }
 
-#define CHECK_MSGS(t, ...)                                                                        \
-    do {                                                                                          \
-        struct expect_msgs w_ = __VA_ARGS__;                                                      \
-        check_messages((t), &w_, __LINE__);                                                       \
+#define CHECK_MSGS(t, ...)                                                                         \
+    do {                                                                                           \
+        struct expect_msgs w_ = __VA_ARGS__;                                                       \
+        check_messages((t), &w_, __LINE__);                                                        \
     } while (0)
 
 #define SC CLV_OUT_STAGE_CHANGES
@@ -860,13 +869,13 @@ static void test_win_back_and_churn_warning_routing(void **state)
     d = c;
     advance(&c, T(400, 0), &out);
     assert_int_equal(out.n, 3);
-    CHECK_MSGS(&out.t[0], {2, {SC, CW}, NULL});         /* at_risk: churn warning */
-    CHECK_MSGS(&out.t[1], {2, {SC, WB}, "dormant"});    /* start a campaign */
-    CHECK_MSGS(&out.t[2], {2, {SC, WB}, "churned"});    /* last chance */
+    CHECK_MSGS(&out.t[0], {2, {SC, CW}, NULL});      /* at_risk: churn warning */
+    CHECK_MSGS(&out.t[1], {2, {SC, WB}, "dormant"}); /* start a campaign */
+    CHECK_MSGS(&out.t[2], {2, {SC, WB}, "churned"}); /* last chance */
     apply(&c, PUR, T(401, 0), 20, &out);
-    CHECK_MSGS(&out.t[0], {2, {SC, WB}, "won_back"});   /* reactivated */
+    CHECK_MSGS(&out.t[0], {2, {SC, WB}, "won_back"}); /* reactivated */
     apply(&c, PUR, T(402, 0), 20, &out);
-    CHECK_MSGS(&out.t[0], {1, {SC}, NULL});             /* reactivated -> active */
+    CHECK_MSGS(&out.t[0], {1, {SC}, NULL}); /* reactivated -> active */
 
     /* buyer comes back without buying: at_risk (returned) is both a churn
      * warning (entering at_risk) and a win-back of kind "returned" */
@@ -888,7 +897,7 @@ static void test_win_back_and_churn_warning_routing(void **state)
     assert_int_equal(out.t[0].to, CLV_STAGE_PROSPECT);
     CHECK_MSGS(&out.t[0], {1, {SC}, NULL}); /* returned, but never bought */
     advance(&c, T(400, 0), &out);
-    apply(&c, PUR, T(401, 0), 5, &out);     /* first purchase while dormant */
+    apply(&c, PUR, T(401, 0), 5, &out); /* first purchase while dormant */
     assert_int_equal(out.t[0].reason, CLV_REASON_WON_BACK);
     CHECK_MSGS(&out.t[0], {2, {SC, WB}, "won_back"});
 }
@@ -975,17 +984,10 @@ static void test_escaping_of_ids(void **state)
         const char *id;
         size_t len;
     } ids[] = {
-        {"a\"b", 3},
-        {"back\\slash", 10},
-        {"\\", 1},
-        {"\"", 1},
-        {"x\\\"", 3},
-        {"ctl\x01\x1f\n\t\r\b\f", 10},
-        {"del\x7f", 4},
-        {"nul\0x", 5},
-        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14},
-        {"</script>", 9},
-        {"\xe2\x80\xa8", 3},
+        {"a\"b", 3},      {"back\\slash", 10}, {"\\", 1},
+        {"\"", 1},        {"x\\\"", 3},        {"ctl\x01\x1f\n\t\r\b\f", 10},
+        {"del\x7f", 4},   {"nul\0x", 5},       {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14},
+        {"</script>", 9}, {"\xe2\x80\xa8", 3},
     };
     struct clv_transition t = spec_example();
 
@@ -1091,9 +1093,8 @@ static void test_random_histories_render_valid_json(void **state)
                 struct clv_outmsg msgs[MAXMSG];
                 struct jv m[MAXMSG];
                 int n;
-                const char *schema = out.t[k].kind == CLV_TRANSITION_TIER
-                                         ? "clvd.tier_change.v1"
-                                         : "clvd.stage_change.v1";
+                const char *schema = out.t[k].kind == CLV_TRANSITION_TIER ? "clvd.tier_change.v1"
+                                                                          : "clvd.stage_change.v1";
 
                 sbuf_init(&b);
                 n = render(&out.t[k], "cust\"7", 6, now + 1, &b, msgs, m);
@@ -1103,8 +1104,7 @@ static void test_random_histories_render_valid_json(void **state)
                 if (out.t[k].kind == CLV_TRANSITION_STAGE)
                     EXPECT_STR(&m[0], "to", stage_name(out.t[k].to));
                 EXPECT_STR(&m[0], "reason", reason_name(out.t[k].reason));
-                EXPECT_NUM(NEED(&m[0], "customer", J_OBJ), "purchases",
-                           out.t[k].snap.purchases);
+                EXPECT_NUM(NEED(&m[0], "customer", J_OBJ), "purchases", out.t[k].snap.purchases);
                 free_parsed(m, n);
                 sbuf_free(&b);
                 total++;
@@ -1279,13 +1279,32 @@ static void test_output_topic_names(void **state)
 static void test_json_checker_is_strict(void **state)
 {
     static const char *const bad[] = {
-        "",           "{",          "{\"a\":1,}",      "{\"a\":1}x",     "{\"a\":01}",
-        "{\"a\":1.}", "{\"a\":.5}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}", "{\"a\":nul}",
-        "{a:1}",      "[1,]",       "{\"a\":1,\"a\":2}", "\"\\ud800\"",    "\"\xc3\"",
-        "\"\xed\xa0\x80\"", "{\"a\":-}", "{\"a\":1e}", "NaN", "{\"a\":Infinity}",
+        "",
+        "{",
+        "{\"a\":1,}",
+        "{\"a\":1}x",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":nul}",
+        "{a:1}",
+        "[1,]",
+        "{\"a\":1,\"a\":2}",
+        "\"\\ud800\"",
+        "\"\xc3\"",
+        "\"\xed\xa0\x80\"",
+        "{\"a\":-}",
+        "{\"a\":1e}",
+        "NaN",
+        "{\"a\":Infinity}",
     };
     static const char *const good[] = {
-        "{}", "[]", "{\"a\":[1,-0.5,2e10,true,false,null,\"\\u00e9\\ud83d\\ude00\"]}", " 0 ",
+        "{}",
+        "[]",
+        "{\"a\":[1,-0.5,2e10,true,false,null,\"\\u00e9\\ud83d\\ude00\"]}",
+        " 0 ",
     };
 
     (void)state;

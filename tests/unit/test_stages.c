@@ -20,7 +20,7 @@
 #define HOUR CLV_MS_PER_HOUR
 
 /* day `d` (from D0) at hour `h` */
-#define T(d, h) (D0 + (clv_ms)(d) * DAY + (clv_ms)(h) * HOUR)
+#define T(d, h) (D0 + (clv_ms)(d)*DAY + (clv_ms)(h)*HOUR)
 
 enum { PUR = CLV_EV_PURCHASE, LOG = CLV_EV_LOGIN, VIS = CLV_EV_VISIT };
 enum { STG = CLV_TRANSITION_STAGE, TIER = CLV_TRANSITION_TIER };
@@ -113,7 +113,7 @@ static void check_tr_at(const struct clv_transition *t, int kind, int from, int 
                  reason_name(reason), (long long)at);
 }
 
-#define CHECK_TR(t, kind, from, to, reason, at)                                                   \
+#define CHECK_TR(t, kind, from, to, reason, at)                                                    \
     check_tr_at((t), (kind), (from), (to), (reason), (at), __LINE__)
 
 static void check_n_at(const struct clv_transitions *out, int n, int line)
@@ -124,13 +124,11 @@ static void check_n_at(const struct clv_transitions *out, int n, int line)
 
         buf[0] = '\0';
         for (int i = 0; i < out->n && len < sizeof(buf) - 100; i++)
-            len += (size_t)snprintf(buf + len, sizeof(buf) - len, " [%s->%s %s @%lld]",
-                                    out->t[i].kind == CLV_TRANSITION_STAGE
-                                        ? sname(out->t[i].from)
-                                        : "tier",
-                                    out->t[i].kind == CLV_TRANSITION_STAGE ? sname(out->t[i].to)
-                                                                           : "tier",
-                                    reason_name(out->t[i].reason), (long long)out->t[i].at);
+            len += (size_t)snprintf(
+                buf + len, sizeof(buf) - len, " [%s->%s %s @%lld]",
+                out->t[i].kind == CLV_TRANSITION_STAGE ? sname(out->t[i].from) : "tier",
+                out->t[i].kind == CLV_TRANSITION_STAGE ? sname(out->t[i].to) : "tier",
+                reason_name(out->t[i].reason), (long long)out->t[i].at);
         fail_msg("line %d: %d transitions, want %d:%s", line, out->n, n, buf);
     }
 }
@@ -487,42 +485,42 @@ static void test_at_risk_deadline_formula(void **state)
     struct clv_rules r = g_rules;
     (void)state;
 
-    {   /* one purchase: default_gap_days = 30, not min_gap, not factor x 0 */
+    { /* one purchase: default_gap_days = 30, not min_gap, not factor x 0 */
         clv_ms t[] = {T(0, 10)};
         check_at_risk_deadline(&g_rules, t, 1, T(30, 10), __LINE__);
     }
-    {   /* several purchases on one day are one purchase day: still 30 days
-         * from the last purchase */
+    { /* several purchases on one day are one purchase day: still 30 days
+       * from the last purchase */
         clv_ms t[] = {T(0, 9), T(0, 10), T(0, 23)};
         check_at_risk_deadline(&g_rules, t, 3, T(30, 23), __LINE__);
     }
-    {   /* mean gap 10 days -> 2 x 10 = 20 days */
+    { /* mean gap 10 days -> 2 x 10 = 20 days */
         clv_ms t[] = {T(0, 10), T(10, 10), T(20, 10)};
         check_at_risk_deadline(&g_rules, t, 3, T(40, 10), __LINE__);
     }
-    {   /* mean gap 1 day -> min_gap 14 */
+    { /* mean gap 1 day -> min_gap 14 */
         clv_ms t[] = {T(0, 10), T(1, 10), T(2, 10)};
         check_at_risk_deadline(&g_rules, t, 3, T(16, 10), __LINE__);
     }
-    {   /* mean gap 7 -> exactly 14 */
+    { /* mean gap 7 -> exactly 14 */
         clv_ms t[] = {T(0, 10), T(7, 10)};
         check_at_risk_deadline(&g_rules, t, 2, T(21, 10), __LINE__);
     }
-    {   /* same-day purchases merged in the mean: days 0,0,0,10,20,20 have a
-         * mean gap of 10 days (not 20/5 = 4) -> 20 days */
+    { /* same-day purchases merged in the mean: days 0,0,0,10,20,20 have a
+       * mean gap of 10 days (not 20/5 = 4) -> 20 days */
         clv_ms t[] = {T(0, 8), T(0, 9), T(0, 10), T(10, 10), T(20, 8), T(20, 10)};
         check_at_risk_deadline(&g_rules, t, 6, T(40, 10), __LINE__);
     }
-    {   /* gaps between purchase DAYS: 23:00 on day 0 and 01:00 on day 10 is a
-         * 10-day gap (not 9.08), 20 days after the last purchase */
+    { /* gaps between purchase DAYS: 23:00 on day 0 and 01:00 on day 10 is a
+       * 10-day gap (not 9.08), 20 days after the last purchase */
         clv_ms t[] = {T(0, 23), T(10, 1)};
         check_at_risk_deadline(&g_rules, t, 2, T(30, 1), __LINE__);
     }
-    {   /* non-integer mean: days 0, 15, 25 -> 12.5 -> 25 days */
+    { /* non-integer mean: days 0, 15, 25 -> 12.5 -> 25 days */
         clv_ms t[] = {T(0, 10), T(15, 10), T(25, 10)};
         check_at_risk_deadline(&g_rules, t, 3, T(50, 10), __LINE__);
     }
-    {   /* order of arrival does not matter */
+    { /* order of arrival does not matter */
         clv_ms t[] = {T(20, 10), T(0, 10), T(10, 10)};
         struct clv_customer c;
         struct clv_transitions out;
@@ -577,8 +575,8 @@ static void test_at_risk_from_each_stage(void **state)
         CHECK_N(&out, 0);
         advance(&c, lp + 61 * DAY, &out);
         CHECK_N(&out, 1);
-        CHECK_TR(&out.t[0], STG, CLV_STAGE_REACTIVATED, CLV_STAGE_AT_RISK,
-                 CLV_REASON_PURCHASE_GAP, lp + 61 * DAY);
+        CHECK_TR(&out.t[0], STG, CLV_STAGE_REACTIVATED, CLV_STAGE_AT_RISK, CLV_REASON_PURCHASE_GAP,
+                 lp + 61 * DAY);
     }
 
     /* prospects never go at_risk (no purchase) */
@@ -603,8 +601,7 @@ static void test_dormant_after_60_days_from_each_stage(void **state)
     CHECK_N(&out, 0);
     advance(&c, T(60, 10), &out);
     CHECK_N(&out, 1);
-    CHECK_TR(&out.t[0], STG, CLV_STAGE_PROSPECT, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE,
-             T(60, 10));
+    CHECK_TR(&out.t[0], STG, CLV_STAGE_PROSPECT, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE, T(60, 10));
     assert_int_equal(out.t[0].purchased, 0);
 
     /* any activity restarts the clock: a login on day 50 */
@@ -615,16 +612,14 @@ static void test_dormant_after_60_days_from_each_stage(void **state)
     CHECK_N(&out, 0);
     advance(&c, T(110, 0), &out);
     CHECK_N(&out, 1);
-    CHECK_TR(&out.t[0], STG, CLV_STAGE_PROSPECT, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE,
-             T(110, 0));
+    CHECK_TR(&out.t[0], STG, CLV_STAGE_PROSPECT, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE, T(110, 0));
 
     /* new: at_risk at 30 days, then dormant at 60 */
     make_new(&c);
     advance(&c, T(100, 0), &out);
     CHECK_N(&out, 2);
     CHECK_TR(&out.t[0], STG, CLV_STAGE_NEW, CLV_STAGE_AT_RISK, CLV_REASON_PURCHASE_GAP, T(30, 10));
-    CHECK_TR(&out.t[1], STG, CLV_STAGE_AT_RISK, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE,
-             T(60, 10));
+    CHECK_TR(&out.t[1], STG, CLV_STAGE_AT_RISK, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE, T(60, 10));
     assert_int_equal(out.t[1].purchased, 1);
 
     /* active with a long mean gap (40 days -> at_risk after 80): dormant
@@ -670,8 +665,7 @@ static void test_churned_180_days_after_last_activity(void **state)
     CHECK_N(&out, 0);
     advance(&c, T(180, 10), &out);
     CHECK_N(&out, 1);
-    CHECK_TR(&out.t[0], STG, CLV_STAGE_DORMANT, CLV_STAGE_CHURNED, CLV_REASON_INACTIVE,
-             T(180, 10));
+    CHECK_TR(&out.t[0], STG, CLV_STAGE_DORMANT, CLV_STAGE_CHURNED, CLV_REASON_INACTIVE, T(180, 10));
     /* churned is final while nothing happens */
     assert_int_equal(stages_next_deadline(&c, &g_rules), 0);
     advance(&c, T(5000, 0), &out);
@@ -868,6 +862,45 @@ static void test_duplicates_change_nothing(void **state)
     assert_int_equal(c.seq, 1);
 }
 
+/* SPEC 8: "Re-delivery of any suffix of the input ... changes no count twice";
+ * a message whose event_id was applied within dedupe.window is not applied
+ * again.  A burst of 20 events of one customer within an hour, delivered
+ * twice (crash before the offsets were committed, or a restart from an older
+ * offset). */
+static void test_redelivered_burst_is_duplicate(void **state)
+{
+    struct clv_customer c;
+    struct clv_transitions out;
+    struct clv_event evs[20];
+    int dup = 0;
+
+    (void)state;
+    customer_init(&c);
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "burst-%d", i);
+        evs[i] = mkev_id(i % 2 ? VIS : LOG, T(0, 10) + i * 60000, 0, id);
+        /* as the consumer sets it: one partition, offsets 0..19, each applied
+         * in its own batch, so the frontier is the event's own offset */
+        evs[i].src_topic = 1;
+        evs[i].src_partition = 0;
+        evs[i].src_offset = i;
+        evs[i].src_frontier = i;
+        out.n = 0;
+        assert_int_equal(stages_apply_event(&c, &g_rules, &evs[i], &out), CLV_APPLIED);
+    }
+    assert_int_equal(c.logins + c.visits, 20);
+    for (int i = 0; i < 20; i++) {
+        out.n = 0;
+        dup += stages_apply_event(&c, &g_rules, &evs[i], &out) == CLV_DUPLICATE;
+    }
+    if (dup != 20 || c.logins + c.visits != 20)
+        fail_msg("re-delivery of 20 events: %d recognised as duplicates, %u logins+visits "
+                 "counted (dedupe.max_ids = %d)",
+                 dup, c.logins + c.visits, g_rules.dedupe_max_ids);
+}
+
 /* ---- tiers --------------------------------------------------------------- */
 
 static void test_tier_upgrade(void **state)
@@ -882,8 +915,7 @@ static void test_tier_upgrade(void **state)
     assert_int_equal(c.tier, 0);
     apply(&c, PUR, T(1, 10), 200, &out); /* 500 within the year */
     CHECK_N(&out, 2);
-    CHECK_TR(&out.t[0], STG, CLV_STAGE_NEW, CLV_STAGE_ACTIVE, CLV_REASON_REPEAT_PURCHASE,
-             T(1, 10));
+    CHECK_TR(&out.t[0], STG, CLV_STAGE_NEW, CLV_STAGE_ACTIVE, CLV_REASON_REPEAT_PURCHASE, T(1, 10));
     CHECK_TR(&out.t[1], TIER, 0, 1, CLV_REASON_TIER_UPGRADE, T(1, 10));
     assert_int_equal(out.t[0].seq, 2);
     assert_int_equal(out.t[1].seq, 3);
@@ -964,8 +996,7 @@ static void test_tier_downgrade_time_driven(void **state)
     CHECK_N(&out, 5);
     CHECK_TR(&out.t[0], STG, CLV_STAGE_REACTIVATED, CLV_STAGE_DORMANT, CLV_REASON_INACTIVE,
              T(160, 10));
-    CHECK_TR(&out.t[1], STG, CLV_STAGE_DORMANT, CLV_STAGE_CHURNED, CLV_REASON_INACTIVE,
-             T(280, 10));
+    CHECK_TR(&out.t[1], STG, CLV_STAGE_DORMANT, CLV_STAGE_CHURNED, CLV_REASON_INACTIVE, T(280, 10));
     CHECK_TR(&out.t[2], TIER, 2, 1, CLV_REASON_TIER_DOWNGRADE, T(365, 0));
     CHECK_TR(&out.t[3], TIER, 1, 0, CLV_REASON_TIER_DOWNGRADE, T(465, 0));
     CHECK_TR(&out.t[4], STG, CLV_STAGE_CHURNED, CLV_STAGE_AT_RISK, CLV_REASON_RETURNED, T(500, 0));
@@ -1004,6 +1035,34 @@ static void test_tier_lifetime_window(void **state)
     for (int i = 0; i < out.n; i++)
         assert_int_equal(out.t[i].kind, CLV_TRANSITION_STAGE);
     assert_int_equal(c.tier, 1);
+}
+
+/* Tiers are reloadable (SIGHUP).  After a reload that shortens the list, a
+ * customer whose stored tier no longer exists must come back to a tier of
+ * the new list (by its spend) on its next sweep or event, not keep an index
+ * that renders as "" forever and is never downgraded. */
+static void test_tier_out_of_range_after_reload(void **state)
+{
+    struct clv_rules r2 = g_rules;
+    struct clv_customer c;
+    struct clv_transitions out;
+    int tier_tr = 0;
+
+    (void)state;
+    customer_init(&c);
+    apply(&c, PUR, T(0, 10), 6000, &out);
+    assert_int_equal(c.tier, 3); /* platinum */
+    r2.ntiers = 2;               /* standard, silver */
+    for (int i = 2; i < CLV_MAX_TIERS; i++)
+        r2.tier_min_spend[i] = 0;
+    apply_r(&c, &r2, VIS, T(1, 10), 0, &out);
+    advance_r(&c, &r2, T(2, 0), &out);
+    for (int i = 0; i < out.n; i++)
+        tier_tr += out.t[i].kind == CLV_TRANSITION_TIER;
+    if (c.tier < 0 || c.tier >= r2.ntiers)
+        fail_msg("tier index %d with %d tiers configured (%d tier transitions)", c.tier, r2.ntiers,
+                 tier_tr);
+    assert_int_equal(c.tier, 1); /* 6000 within the year: silver */
 }
 
 /* ---- P(alive) ----------------------------------------------------------- */
@@ -1263,9 +1322,11 @@ int main(void)
         cmocka_unit_test(test_catch_up_independent_of_sweeper_progress),
         cmocka_unit_test(test_old_event_updates_aggregates_only),
         cmocka_unit_test(test_duplicates_change_nothing),
+        cmocka_unit_test(test_redelivered_burst_is_duplicate),
         cmocka_unit_test(test_tier_upgrade),
         cmocka_unit_test(test_tier_downgrade_time_driven),
         cmocka_unit_test(test_tier_lifetime_window),
+        cmocka_unit_test(test_tier_out_of_range_after_reload),
         cmocka_unit_test(test_p_alive_rule),
         cmocka_unit_test(test_snapshot_as_of_at),
         cmocka_unit_test(test_next_deadline_consistent_with_advance),
