@@ -91,6 +91,8 @@ static void on_demo_signal(int sig)
 #define LINE_BURST 2.
 #define PRODUCE_BUDGET 20000 /* events per loop turn, so the screen stays live */
 #define WATCH_BUDGET 5000    /* output messages per loop turn */
+#define LEAD_DAYS 30         /* backlog bound, see update_limit */
+#define LEAD_STALL_MS 2000
 
 /* The generative model, in days and the shop's currency.  BG/NBD: while
  * alive a customer buys at Poisson rate lambda ~ Gamma(BG_R, rate BG_ALPHA)
@@ -634,7 +636,7 @@ struct watcher {
     int clock_stage;    /* the clock customer's stage */
     clv_ms clock_seen;  /* monotonic time its transition arrived; 0 = not yet */
     clv_ms last_msg;    /* monotonic time of the last output message */
-    char latest_at[11]; /* date of the newest transition seen */
+    clv_ms max_at;      /* time of the newest transition seen, 0 none */
 };
 
 static const char *const win_back_kinds[] = {"dormant", "churned", "returned", "won_back"};
@@ -1116,6 +1118,7 @@ struct demo {
     enum demo_phase phase;
     clv_ms t_warm, t_start, t_produced, t_settled; /* monotonic */
     clv_ms t_consuming;                            /* the first output arrived: clvd consumes */
+    clv_ms limit, lead_base, lead_moved;           /* backlog bound, see update_limit */
     int interrupted;
 };
 
@@ -1211,7 +1214,7 @@ static int write_config(struct demo *d, char *err, size_t errlen)
             "  shards: %d\n"
             "clock:\n"
             "  mode: event\n"
-            "  lateness: 1d        # ~90 ms of wall time at the demo's pace\n"
+            "  lateness: %s\n"
             "  idle_after: 1s\n"
             "clv:\n"
             "  model: bgnbd        # the generator's own parameters, in days\n"
@@ -1219,8 +1222,9 @@ static int write_config(struct demo *d, char *err, size_t errlen)
             "  gamma_gamma: {p: %.2f, q: %.2f, gamma: %.2f}\n"
             "metrics: {listen: \"\"}\n"
             "log: {level: warning}\n",
-            d->emb.bootstraps, DEMO_GROUP, d->redis.sock, DEMO_SHARDS, BG_R, BG_ALPHA, BG_A, BG_B,
-            GG_P, GG_Q, GG_GAMMA);
+            d->emb.bootstraps, DEMO_GROUP, d->redis.sock, DEMO_SHARDS,
+            /* paced: ~90 ms of wall time; --fast: more than LEAD_DAYS */
+            d->opt.fast ? "31d" : "1d", BG_R, BG_ALPHA, BG_A, BG_B, GG_P, GG_Q, GG_GAMMA);
     if (fclose(f) != 0) {
         clv_seterr(err, errlen, "%s: %s", d->config_path, strerror(errno));
         return -1;
@@ -1312,11 +1316,35 @@ static clv_ms sim_due(const struct demo *d, clv_ms now)
     return SIM_START_MS + (now - d->t_start) * (SIM_YEAR_MS / PACE_WALL_MS);
 }
 
+/* A bounded backlog: events go out at most LEAD_DAYS ahead of the newest
+ * transition seen, for the embedded Kafka keeps only ~5 MB per partition
+ * (and with --fast, clock.lateness > LEAD_DAYS, so that no event can reach
+ * clvd behind its watermark).  When nothing has come out for LEAD_STALL_MS
+ * while clvd consumes -- a tiny shop can go weeks without a transition --
+ * the limit moves on by LEAD_DAYS. */
+static void update_limit(struct demo *d, clv_ms now)
+{
+    clv_ms base = d->w.max_at > d->lead_base ? d->w.max_at : d->lead_base;
+    int blocked = d->shop.nheap > 0 && d->shop.sh[d->shop.heap[0]].next_ts > d->limit;
+
+    if (blocked && d->t_consuming && now - d->w.last_msg > LEAD_STALL_MS &&
+        now - d->lead_moved > LEAD_STALL_MS) {
+        base += LEAD_DAYS * CLV_MS_PER_DAY;
+        d->lead_base = base;
+        d->lead_moved = now;
+    }
+    d->limit = base + LEAD_DAYS * CLV_MS_PER_DAY;
+}
+
 /* Produce what is due by now; returns how many, -1 on error. */
 static int produce_due(struct demo *d, clv_ms now, char *err, size_t errlen)
 {
     clv_ms until = sim_due(d, now);
     int n = 0;
+
+    update_limit(d, now);
+    if (until > d->limit)
+        until = d->limit;
 
     while (n < PRODUCE_BUDGET && d->shop.nheap > 0 &&
            d->shop.sh[d->shop.heap[0]].next_ts <= until) {
@@ -1330,7 +1358,7 @@ static int produce_due(struct demo *d, clv_ms now, char *err, size_t errlen)
         while (bad_due(d, SIM_END_MS))
             if (produce_bad(d, err, errlen) != 0)
                 return -1;
-    if (d->shop.nheap == 0 && until >= SIM_END_MS) {
+    if (d->shop.nheap == 0 && sim_due(d, now) >= SIM_END_MS) {
         if (produce_clock(d, err, errlen) != 0)
             return -1;
         d->phase = PHASE_SETTLING;
@@ -1372,6 +1400,14 @@ static int is_duplicate(struct watcher *w, long idx, int topic, uint32_t seq)
     return 0;
 }
 
+static void note_at(struct watcher *w, const char *at)
+{
+    clv_ms t;
+
+    if (rfc3339_parse(at, strlen(at), &t) == 0 && t > w->max_at)
+        w->max_at = t;
+}
+
 static void on_stage_change(struct demo *d, const struct out_record *r, long idx, clv_ms now)
 {
     struct watcher *w = &d->w;
@@ -1382,8 +1418,7 @@ static void on_stage_change(struct demo *d, const struct out_record *r, long idx
         return;
     w->entered[to]++;
     w->returned += (uint64_t)returned;
-    if (strncmp(r->at, w->latest_at, 10) > 0)
-        snprintf(w->latest_at, sizeof(w->latest_at), "%.10s", r->at);
+    note_at(w, r->at);
     if (idx < 0) {
         w->clock_stage = to;
         if (strcmp(r->customer_id, CLOCK_CUSTOMER) == 0 && w->clock_seen == 0)
@@ -1415,6 +1450,7 @@ static void on_customer_message(struct demo *d, int topic, yajl_val root, clv_ms
         int up = r.direction && strcmp(r.direction, "upgrade") == 0;
         w->tier_up += (uint64_t)up;
         w->tier_down += (uint64_t)!up;
+        note_at(w, r.at);
         if (idx >= 0 && screen_admit(&d->sc, KIND_TIER, now))
             screen_transition(&d->sc, &r, KIND_TIER);
     } else if (topic == CLV_OUT_WIN_BACK && r.kind) {
@@ -1502,9 +1538,13 @@ static void progress_rate(struct screen *sc, uint64_t produced, clv_ms now)
 static void progress_year(struct demo *d, clv_ms now)
 {
     struct screen *sc = &d->sc;
-    clv_ms sim = d->phase == PHASE_PRODUCING && !d->opt.fast ? sim_due(d, now) : d->shop.last_ts;
-    char day[16], bar[128];
+    clv_ms sim = d->shop.last_ts;
+    char day[16], outs[16] = "-", bar[128];
 
+    if (d->phase == PHASE_PRODUCING && !d->opt.fast)
+        sim = sim_due(d, now) < d->limit ? sim_due(d, now) : d->limit;
+    if (d->w.max_at)
+        format_day(d->w.max_at, outs, sizeof(outs));
     sim = sim < SIM_START_MS ? SIM_START_MS : sim > SIM_END_MS ? SIM_END_MS : sim;
     format_day(sim, day, sizeof(day));
     progress_bar(bar, sizeof(bar), (double)(sim - SIM_START_MS) / (double)SIM_YEAR_MS);
@@ -1512,7 +1552,7 @@ static void progress_year(struct demo *d, clv_ms now)
     fprintf(sc->out,
             "%s ▕%s▏ %llu events  %llu transitions (%llu shown)  %.0f ev/s  outputs at %s%s", day,
             bar, (unsigned long long)produced_total(d), (unsigned long long)transitions_seen(d),
-            (unsigned long long)sc->shown, sc->rate, d->w.latest_at[0] ? d->w.latest_at : "-",
+            (unsigned long long)sc->shown, sc->rate, outs,
             d->phase == PHASE_SETTLING ? "  settling…" : "");
 }
 
@@ -1616,6 +1656,8 @@ static int step(struct demo *d, clv_ms now, char *err, size_t errlen)
 static int run_loop(struct demo *d, char *err, size_t errlen)
 {
     d->t_warm = clv_mono_ms();
+    d->lead_base = SIM_START_MS;
+    d->limit = SIM_START_MS + LEAD_DAYS * CLV_MS_PER_DAY;
     while (d->phase != PHASE_DONE) {
         clv_ms now = clv_mono_ms();
         int seen, done;

@@ -615,7 +615,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
 }
 
-/* "host:port", "[v6]:port", "*:port" -> host (NULL = any IPv4) and port. */
+/* "host:port", "[v6]:port", "*:port" -> host ("*" = 0.0.0.0) and port. */
 static int split_listen(const char *addr, char *host, size_t hostlen, char *port, size_t portlen,
                         char *err, size_t errlen)
 {
@@ -766,7 +766,8 @@ void metrics_server_publish(struct clv_metrics_server *srv, const char *page, si
         srv->page = p;
         srv->cap = ncap;
     }
-    memcpy(srv->page, page, len);
+    if (len > 0)
+        memcpy(srv->page, page, len);
     srv->page[len] = '\0';
     srv->len = len;
     srv->healthy = healthy != 0;

@@ -504,7 +504,8 @@ static void emit_transitions(struct clv_batch *b, int item, const struct clv_tra
         const struct clv_transition *t = &tr->t[i];
         int n = output_transition(t, it->id, it->idlen, cfg->tiers, cfg->ntiers, now, &b->out, m);
         b->trs[b->ntrs++] = (struct clv_trpair){
-            (int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from), (int8_t)t->to};
+            (int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from), (int8_t)t->to,
+            (int8_t)t->purchased, t->at};
         b->msgs = grow(b->msgs, &b->msgs_cap, b->nmsgs + n, sizeof(*b->msgs));
         for (int k = 0; k < n; k++)
             b->msgs[b->nmsgs++] =
@@ -521,6 +522,7 @@ static int compute_item(struct clv_batch *b, int item, const struct clv_rules *r
     int changed = 0;
 
     it->from_stage = it->c.stage;
+    it->from_buyer = it->c.purchases > 0;
     it->n_applied = it->n_duplicates = 0;
     it->msg_first = b->nmsgs;
     it->tr_first = b->ntrs;
@@ -589,17 +591,59 @@ static void cas_reserve(struct clv_cas_args *a, int nmsgs)
     a->field_off = grow(a->field_off, &a->field_cap, nmsgs + 1, sizeof(*a->field_off));
 }
 
-/* Stage populations move with the customer: -1 where it was, +1 where it is. */
-static void stats_args(struct clv_cas_args *a, const struct clv_item *it)
+static int is_churned_buyer(int stage, int buyer)
 {
-    if (it->from_stage == it->c.stage)
-        return;
-    if (it->from_stage != CLV_STAGE_NONE) {
-        arg_str(a, stage_name(it->from_stage));
-        arg_str(a, "-1");
+    return stage == CLV_STAGE_CHURNED && buyer;
+}
+
+/* The shard's counters (SPEC section 10), moved in the same script as the
+ * state so that their sums over shards are exact with any number of
+ * instances:
+ *   <stage>            customers in each stage
+ *   buyers             customers with at least one purchase
+ *   buyers_churned     of those, how many are churned now
+ *   churn:<hour>       buyers entering churned, by the hour of `at`
+ * Names are written into a->fields after the outbox fields (build_fields),
+ * hence the two passes: count first, then point at them. */
+static void stats_names(struct clv_cas_args *a, const struct clv_batch *b,
+                        const struct clv_item *it)
+{
+    for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
+        if (b->trs[i].from != -2 && b->trs[i].to == CLV_STAGE_CHURNED && b->trs[i].purchased)
+            sbuf_printf(&a->fields, "churn:%lld%c",
+                        (long long)(b->trs[i].at / CLV_MS_PER_HOUR), '\0');
+}
+
+static void stats_args(struct clv_cas_args *a, const struct clv_batch *b,
+                       const struct clv_item *it, size_t names)
+{
+    int buyer = it->c.purchases > 0;
+    int was = is_churned_buyer(it->from_stage, it->from_buyer);
+    int is = is_churned_buyer(it->c.stage, buyer);
+
+    if (it->from_stage != it->c.stage) {
+        if (it->from_stage != CLV_STAGE_NONE) {
+            arg_str(a, stage_name(it->from_stage));
+            arg_str(a, "-1");
+        }
+        arg_str(a, stage_name(it->c.stage));
+        arg_str(a, "1");
     }
-    arg_str(a, stage_name(it->c.stage));
-    arg_str(a, "1");
+    if (buyer && !it->from_buyer) {
+        arg_str(a, "buyers");
+        arg_str(a, "1");
+    }
+    if (was != is) {
+        arg_str(a, "buyers_churned");
+        arg_str(a, is ? "1" : "-1");
+    }
+    for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
+        if (b->trs[i].from != -2 && b->trs[i].to == CLV_STAGE_CHURNED && b->trs[i].purchased) {
+            const char *name = a->fields.buf + names;
+            arg_str(a, name);
+            arg_str(a, "1");
+            names += strlen(name) + 1;
+        }
 }
 
 /* Outbox field names first (the buffer may move while it grows), then the
@@ -624,9 +668,12 @@ static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struc
 {
     struct clv_item *it = &b->items[item];
     const char *prefix = st->cfg->key_prefix;
+    size_t names;
 
-    cas_reserve(a, it->msg_count);
+    cas_reserve(a, it->msg_count + it->ntr + 4);
     build_fields(a, b, it);
+    names = a->fields.len;
+    stats_names(a, b, it);
     a->argc = 0;
     arg_str(a, "EVALSHA");
     arg_str(a, st->sha[CLV_SCRIPT_APPLY]);
@@ -650,7 +697,7 @@ static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struc
         arg(a, a->fields.buf + a->field_off[m], a->field_off[m + 1] - a->field_off[m]);
         arg(a, b->out.buf + msg->off, msg->len);
     }
-    stats_args(a, it);
+    stats_args(a, b, it, names);
 }
 
 static void add_item_stats(struct clv_batch *b, const struct clv_item *it)

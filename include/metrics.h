@@ -167,7 +167,9 @@ struct clv_metrics_server;
  * addresses); port 0 picks a free port (metrics_server_port tells which).  An
  * empty string disables the endpoint: *out is set to NULL and 0 returned.
  * Until the first publish, /metrics serves an empty page and /healthz 503
- * "starting". */
+ * "starting".  Call it early at start-up, before the Kafka clients' threads
+ * exist: a busy port then fails the start at once, and the error path can
+ * safely close the socket libmicrohttpd may have closed already. */
 int metrics_server_start(struct clv_metrics_server **out, const char *listen, char *err,
                          size_t errlen);
 /* Replace the page served and the health state (copies both; thread-safe).

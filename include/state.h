@@ -71,6 +71,7 @@ struct clv_item {
     clv_ms advance_to;    /* apply deadlines up to here; 0 = only the events */
     int done;             /* written (or nothing to write) */
     int from_stage;       /* stage before the batch, for the counters */
+    int from_buyer;       /* had purchased before the batch */
     int existed;
     char old_version[8];
     /* what the compare-and-set writes, kept so it can be re-sent as is */
@@ -103,7 +104,7 @@ struct clv_cas_args {
     char keys[4][CLV_KEY_MAX];
     char due[32];
     char nout[16];
-    struct clv_sbuf fields; /* outbox field names */
+    struct clv_sbuf fields; /* outbox field names, then counter names */
     size_t *field_off;
     int field_cap;
 };
@@ -111,6 +112,8 @@ struct clv_cas_args {
 /* A transition's stages for the counters; from -2 marks a tier change. */
 struct clv_trpair {
     int8_t from, to;
+    int8_t purchased;
+    clv_ms at;
 };
 
 struct clv_batch {
