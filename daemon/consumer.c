@@ -416,8 +416,7 @@ static void heap_down(struct clv_held *h, size_t n, size_t i)
     }
 }
 
-void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
-                   const struct clv_msgref *ref)
+void consumer_hold(struct clv_consumer *c, const struct clv_event *ev, const struct clv_msgref *ref)
 {
     if (c->nheld == c->heap_cap) {
         size_t ncap = c->heap_cap ? c->heap_cap * 2 : 1024;
@@ -466,8 +465,8 @@ static void heap_drop_revoked(struct clv_consumer *c)
  * (librdkafka then knows the high watermark).  Without the second condition a
  * partition whose first fetch is slow -- after a restart or a rebalance --
  * would let the watermark jump past events it has not delivered yet. */
-static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt,
-                          int topic, int32_t p, clv_ms now_mono)
+static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt, int topic,
+                          int32_t p, clv_ms now_mono)
 {
     clv_ms last = pt->last_msg_mono ? pt->last_msg_mono : pt->assigned_mono;
     int64_t lo = -1, hi = -1;

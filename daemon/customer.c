@@ -281,8 +281,8 @@ void customer_remember_event(struct clv_customer *c, uint64_t fp, clv_ms window,
         return;
     if (c->ndedupe >= max_ids) {
         for (int i = 0; i < c->ndedupe; i++)
-            if (oldest < 0 || (c->dedupe[i] & DEDUPE_HOUR_MASK) <
-                                  (c->dedupe[oldest] & DEDUPE_HOUR_MASK))
+            if (oldest < 0 ||
+                (c->dedupe[i] & DEDUPE_HOUR_MASK) < (c->dedupe[oldest] & DEDUPE_HOUR_MASK))
                 oldest = i;
         if ((fp & DEDUPE_HOUR_MASK) < (c->dedupe[oldest] & DEDUPE_HOUR_MASK))
             return; /* older than everything remembered: keep the newer ids */

@@ -7,10 +7,12 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "alerts.h"
 #include "consumer.h"
 #include "embedded.h"
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "output.h"
 #include "producer.h"
 #include "stages.h"
@@ -39,13 +41,7 @@ static void on_signal(int sig)
 }
 
 #define BATCH_MAX 2000
-#define MAX_REASONS 32
 #define SHUTDOWN_GRACE_MS 6000
-
-struct reason_count {
-    char reason[64];
-    uint64_t n;
-};
 
 struct clvd {
     const struct clvd_options *opt;
@@ -57,6 +53,7 @@ struct clvd {
     struct clv_consumer consumer;
     struct clv_producer producer;
     struct clv_sweeper sweeper;
+    struct clv_alerts alerts;
     struct clv_batch batch, sweep;
     struct clv_msgref *refs; /* input messages of `batch` */
     int nrefs, refs_cap;
@@ -64,28 +61,17 @@ struct clvd {
     struct clv_event ev;
     struct event_parser *parser;
     struct clv_sbuf dlq;
-    uint64_t consumed[CLV_INPUT_TOPICS], applied, duplicates;
-    struct reason_count rejected[MAX_REASONS];
-    int nreasons;
+    struct clv_metrics metrics;
+    struct clv_metrics_server *http;
+    struct clv_sbuf page;
+    clv_ms next_metrics;
+    clv_ms next_redis_warning;
     int ready;
     clv_ms next_watchdog, watchdog_every, next_status, last_input_mono;
     uint64_t applied_at_status;
 };
 
 /* ---- input ------------------------------------------------------------------------ */
-
-static void count_rejected(struct clvd *d, const char *reason)
-{
-    for (int i = 0; i < d->nreasons; i++)
-        if (strcmp(d->rejected[i].reason, reason) == 0) {
-            d->rejected[i].n++;
-            return;
-        }
-    if (d->nreasons < MAX_REASONS) {
-        snprintf(d->rejected[d->nreasons].reason, sizeof(d->rejected[0].reason), "%s", reason);
-        d->rejected[d->nreasons++].n = 1;
-    }
-}
 
 static void push_ref(struct clvd *d, const struct clv_msgref *ref)
 {
@@ -116,7 +102,7 @@ static void dead_letter(struct clvd *d, const rd_kafka_message_t *m, const struc
                        m->key, m->key_len, m->payload ? m->payload : "", m->payload ? m->len : 0,
                        clv_now_ms());
     producer_dead_letter(&d->producer, ref, d->dlq.buf, d->dlq.len, m->key, m->key_len);
-    count_rejected(d, reason);
+    metrics_count_rejected(&d->metrics, reason);
     log_debug(&d->log, "rejected %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), m->partition,
               (long long)m->offset, reason);
 }
@@ -132,7 +118,7 @@ static void handle_message(struct clvd *d, const rd_kafka_message_t *m)
 
     if (topic < 0)
         return;
-    d->consumed[topic]++;
+    d->metrics.consumed[topic]++;
     ok = m->payload != NULL &&
          event_parser_parse(d->parser, m->payload, m->len, (enum clv_event_type)topic, &lim,
                             clv_now_ms(), &d->ev, reason, sizeof(reason)) == 0;
@@ -199,12 +185,6 @@ static void release_held(struct clvd *d)
 
 /* ---- applying ---------------------------------------------------------------------- */
 
-static void add_batch_stats(struct clvd *d, const struct clv_batch *b)
-{
-    d->applied += b->stats.applied;
-    d->duplicates += b->stats.duplicates;
-}
-
 static int apply(struct clvd *d, struct clv_batch *b)
 {
     char err[CLV_ERRLEN];
@@ -219,7 +199,7 @@ static int apply(struct clvd *d, struct clv_batch *b)
         return -1;
     }
     producer_send_batch(&d->producer, b);
-    add_batch_stats(d, b);
+    metrics_add_batch(&d->metrics, &b->stats);
     return 0;
 }
 
@@ -259,10 +239,9 @@ static clv_ms clock_now(struct clvd *d)
     return group < own || own == 0 ? group : own;
 }
 
-static void sweep(struct clvd *d)
+static void sweep(struct clvd *d, clv_ms now)
 {
     char err[CLV_ERRLEN];
-    clv_ms now = clock_now(d);
 
     if (d->batch_failed || now <= 0 || !store_connected(&d->store))
         return;
@@ -292,6 +271,7 @@ static void notify_systemd(struct clvd *d)
     if (!d->ready && d->consumer.ever_assigned) {
         d->ready = 1;
         sd_notify(0, "READY=1\nSTATUS=consuming");
+        d->metrics.ready = 1;
         log_info(&d->log, "ready");
     }
     if (d->watchdog_every && now >= d->next_watchdog) {
@@ -301,10 +281,10 @@ static void notify_systemd(struct clvd *d)
     if (now >= d->next_status) {
         sd_notifyf(0, "STATUS=%s; applied %llu events (%.0f/s); redis %s",
                    d->ready ? "consuming" : "waiting for partitions",
-                   (unsigned long long)d->applied,
-                   (double)(d->applied - d->applied_at_status) / 5.0,
+                   (unsigned long long)d->metrics.applied,
+                   (double)(d->metrics.applied - d->applied_at_status) / 5.0,
                    store_connected(&d->store) ? "up" : "down");
-        d->applied_at_status = d->applied;
+        d->applied_at_status = d->metrics.applied;
         d->next_status = now + 5000;
     }
 }
@@ -317,10 +297,12 @@ static void reload(struct clvd *d)
     reload_requested = 0;
     if (config_load(d->opt->config_path, &next, err, sizeof(err)) != 0) {
         log_error(&d->log, "reload refused, keeping the running config: %s", err);
+        d->metrics.reloads_refused++;
         return;
     }
     if (config_reloadable(&d->cfg, &next, err, sizeof(err)) != 0) {
         log_error(&d->log, "reload refused, keeping the running config: %s", err);
+        d->metrics.reloads_refused++;
         config_free(&next);
         return;
     }
@@ -329,6 +311,7 @@ static void reload(struct clvd *d)
     config_free(&old);
     rules_from_config(&d->rules, &d->cfg);
     d->log.level = d->cfg.log_level;
+    d->metrics.reloads_ok++;
     log_info(&d->log, "configuration reloaded from %s", d->opt->config_path);
 }
 
@@ -342,6 +325,59 @@ static int finished(struct clvd *d)
            !d->producer.drain_active && !d->producer.drain_needed;
 }
 
+static void publish_metrics(struct clvd *d, const char *unhealthy)
+{
+    char reason[128] = "";
+    int healthy;
+
+    metrics_collect_consumer(&d->metrics, &d->consumer);
+    metrics_collect_producer(&d->metrics, &d->producer);
+    metrics_collect_store(&d->metrics, &d->store);
+    if (d->alerts.pop.valid)
+        metrics_set_customers(&d->metrics, d->alerts.pop.stage);
+    for (int i = 0; i < d->cfg.nalerts; i++)
+        metrics_set_alert(&d->metrics, d->cfg.alerts[i].name, d->alerts.firing[i]);
+    healthy = metrics_healthy(&d->metrics, reason, sizeof(reason));
+    if (unhealthy) {
+        healthy = 0;
+        snprintf(reason, sizeof(reason), "%s", unhealthy);
+    }
+    sbuf_reset(&d->page);
+    metrics_render(&d->metrics, &d->page);
+    if (d->http)
+        metrics_server_publish(d->http, d->page.buf, d->page.len, healthy, reason);
+}
+
+/* An idle clvd must notice Redis coming back too, not only a batch. */
+static void keep_redis_connected(struct clvd *d)
+{
+    char err[CLV_ERRLEN];
+    clv_ms now = clv_mono_ms();
+
+    if (store_connected(&d->store) || now < d->store.next_attempt)
+        return;
+    if (store_ensure(&d->store, err, sizeof(err)) != 0 && now >= d->next_redis_warning) {
+        log_warn(&d->log, "%s", err);
+        d->next_redis_warning = now + 10 * CLV_MS_PER_SEC;
+    }
+}
+
+static void housekeeping(struct clvd *d)
+{
+    clv_ms now = clv_mono_ms();
+
+    keep_redis_connected(d);
+    if (d->store.reconnected) {
+        d->store.reconnected = 0;
+        d->metrics.redis_reconnects++;
+        d->producer.drain_needed = 1; /* what the outage left in the outboxes */
+    }
+    if (now >= d->next_metrics) {
+        publish_metrics(d, NULL);
+        d->next_metrics = now + 1000;
+    }
+}
+
 static int loop(struct clvd *d)
 {
     while (!stop_requested) {
@@ -352,12 +388,20 @@ static int loop(struct clvd *d)
         if (d->cfg.clock.mode == CLV_CLOCK_EVENT && !d->batch_failed)
             release_held(d);
         apply_input(d);
-        sweep(d);
+        if (store_connected(&d->store) && !d->batch_failed) {
+            clv_ms now = clock_now(d);
+            char err[CLV_ERRLEN];
+            sweep(d, now);
+            if (alerts_tick(&d->alerts, &d->store, &d->producer, now, err, sizeof(err)) != 0)
+                log_warn(&d->log, "%s", err);
+        }
         serve_outputs(d);
+        housekeeping(d);
         notify_systemd(d);
         if (d->store.fatal) {
+            /* a restart cannot help: status 2 is RestartPreventExitStatus */
             log_error(&d->log, "redis: this is not the deployment clvd was configured for");
-            return 1;
+            return 2;
         }
         if (d->producer.fatal) {
             log_error(&d->log, "kafka: cannot deliver; exiting so that a restart retries");
@@ -389,6 +433,12 @@ static int start(struct clvd *d, char *err, size_t errlen)
     const char *brokers = d->cfg.kafka.brokers;
     uint64_t wd_usec = 0;
 
+    /* first, so that a busy port fails before any Kafka thread exists */
+    if (d->cfg.metrics_listen[0] &&
+        metrics_server_start(&d->http, d->cfg.metrics_listen, err, errlen) != 0)
+        return -1;
+    if (d->http)
+        log_info(&d->log, "metrics on http://%s/metrics", d->cfg.metrics_listen);
     if (strcmp(brokers, "embedded") == 0) {
         if (embedded_start(&d->emb, &d->cfg, err, errlen) != 0)
             return -1;
@@ -413,6 +463,7 @@ static int start(struct clvd *d, char *err, size_t errlen)
     if (producer_open(&d->producer, &d->cfg, brokers, &d->consumer, &d->log, err, errlen) != 0)
         return -1;
     sweeper_init(&d->sweeper, (uint32_t)d->cfg.redis.shards);
+    alerts_init(&d->alerts, &d->cfg, &d->log, d->sweeper.instance);
     if (sd_watchdog_enabled(0, &wd_usec) > 0)
         d->watchdog_every = (clv_ms)(wd_usec / 2000);
     d->last_input_mono = clv_mono_ms();
@@ -427,6 +478,7 @@ static void shutdown_gracefully(struct clvd *d)
 
     log_info(&d->log, "shutting down");
     sd_notify(0, "STOPPING=1");
+    publish_metrics(d, "shutting down");
     while ((d->batch.nitems > 0 || d->nrefs > 0) && clv_mono_ms() < deadline) {
         store_ensure(&d->store, err, sizeof(err));
         apply_input(d);
@@ -450,6 +502,10 @@ static void teardown(struct clvd *d)
     batch_free(&d->batch);
     batch_free(&d->sweep);
     sbuf_free(&d->dlq);
+    if (d->http)
+        metrics_server_stop(d->http);
+    metrics_free(&d->metrics);
+    sbuf_free(&d->page);
     if (d->parser)
         event_parser_free(d->parser);
     free(d->refs);
@@ -473,6 +529,8 @@ int clvd_run(const struct clvd_options *opt)
     }
     log_init(&d->log, d->cfg.log_level, d->cfg.log_format);
     rules_from_config(&d->rules, &d->cfg);
+    metrics_init(&d->metrics, &d->cfg.kafka.topics, clv_now_ms());
+    sbuf_init(&d->page);
     batch_init(&d->batch);
     batch_init(&d->sweep);
     sbuf_init(&d->dlq);
@@ -481,13 +539,15 @@ int clvd_run(const struct clvd_options *opt)
              d->cfg.clock.mode == CLV_CLOCK_EVENT ? "event" : "wall", d->cfg.redis.shards);
     if (start(d, err, sizeof(err)) != 0) {
         log_error(&d->log, "%s", err);
+        status = d->store.fatal ? 2 : 1;
         goto out;
     }
     status = loop(d);
     shutdown_gracefully(d);
     log_info(&d->log, "stopped: consumed %llu, applied %llu, duplicates %llu",
-             (unsigned long long)(d->consumed[0] + d->consumed[1] + d->consumed[2]),
-             (unsigned long long)d->applied, (unsigned long long)d->duplicates);
+             (unsigned long long)(d->metrics.consumed[0] + d->metrics.consumed[1] +
+                                  d->metrics.consumed[2]),
+             (unsigned long long)d->metrics.applied, (unsigned long long)d->metrics.duplicates);
 out:
     teardown(d);
     free(d);

@@ -91,7 +91,7 @@ static void on_demo_signal(int sig)
 #define LINE_BURST 2.
 #define PRODUCE_BUDGET 20000 /* events per loop turn, so the screen stays live */
 #define WATCH_BUDGET 5000    /* output messages per loop turn */
-#define LEAD_DAYS 30         /* backlog bound, see update_limit */
+#define LEAD_DAYS 20         /* backlog bound, see update_limit */
 #define LEAD_STALL_MS 2000
 
 /* The generative model, in days and the shop's currency.  BG/NBD: while
@@ -1214,7 +1214,7 @@ static int write_config(struct demo *d, char *err, size_t errlen)
             "  shards: %d\n"
             "clock:\n"
             "  mode: event\n"
-            "  lateness: %s\n"
+            "  lateness: 1d        # ~90 ms of wall time at the demo's pace\n"
             "  idle_after: 1s\n"
             "clv:\n"
             "  model: bgnbd        # the generator's own parameters, in days\n"
@@ -1222,9 +1222,8 @@ static int write_config(struct demo *d, char *err, size_t errlen)
             "  gamma_gamma: {p: %.2f, q: %.2f, gamma: %.2f}\n"
             "metrics: {listen: \"\"}\n"
             "log: {level: warning}\n",
-            d->emb.bootstraps, DEMO_GROUP, d->redis.sock, DEMO_SHARDS,
-            /* paced: ~90 ms of wall time; --fast: more than LEAD_DAYS */
-            d->opt.fast ? "31d" : "1d", BG_R, BG_ALPHA, BG_A, BG_B, GG_P, GG_Q, GG_GAMMA);
+            d->emb.bootstraps, DEMO_GROUP, d->redis.sock, DEMO_SHARDS, BG_R, BG_ALPHA, BG_A, BG_B,
+            GG_P, GG_Q, GG_GAMMA);
     if (fclose(f) != 0) {
         clv_seterr(err, errlen, "%s: %s", d->config_path, strerror(errno));
         return -1;
@@ -1317,11 +1316,11 @@ static clv_ms sim_due(const struct demo *d, clv_ms now)
 }
 
 /* A bounded backlog: events go out at most LEAD_DAYS ahead of the newest
- * transition seen, for the embedded Kafka keeps only ~5 MB per partition
- * (and with --fast, clock.lateness > LEAD_DAYS, so that no event can reach
- * clvd behind its watermark).  When nothing has come out for LEAD_STALL_MS
- * while clvd consumes -- a tiny shop can go weeks without a transition --
- * the limit moves on by LEAD_DAYS. */
+ * transition seen, for the embedded Kafka keeps only ~5 MB per partition.
+ * It binds with --fast (and if clvd cannot keep up with the pace); it also
+ * keeps every input partition fed, so none sits idle while others run ahead.
+ * When nothing has come out for LEAD_STALL_MS while clvd consumes -- a tiny
+ * shop can go weeks without a transition -- the limit moves on by LEAD_DAYS. */
 static void update_limit(struct demo *d, clv_ms now)
 {
     clv_ms base = d->w.max_at > d->lead_base ? d->w.max_at : d->lead_base;
@@ -1597,11 +1596,11 @@ static int daemon_failed(struct demo *d, char *err, size_t errlen)
 
 /* Before the year: one bad event, and wait for its dead letter, so that the
  * simulated clock starts when clvd is consuming.  Not with --fast: then the
- * whole year is produced while clvd is still joining, so that every input
- * partition has its backlog at the first fetch.  A burst produced after clvd
- * has sat idle for clock.idle_after would let the partitions that deliver
- * first move the watermark past events still on their way in the others
- * (an idle partition does not hold the watermark back). */
+ * first LEAD_DAYS are produced while clvd is still joining, so that every
+ * input partition has its backlog at the first fetch.  A burst produced
+ * after clvd has sat idle for clock.idle_after would let the partitions that
+ * deliver first move the watermark past events still on their way in the
+ * others (an idle partition does not hold the watermark back). */
 static int warm_up(struct demo *d, clv_ms now, char *err, size_t errlen)
 {
     if (d->shop.next_bad == 0)

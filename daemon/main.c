@@ -11,11 +11,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: clvd [-c FILE]          run the daemon (default %s)\n"
-                 "       clvd --check-config FILE validate FILE, print the effective config\n"
-                 "       clvd demo | --demo        embedded Kafka, private Redis, a year of a "
-                 "synthetic shop\n"
-                 "       clvd --version\n",
+    fprintf(out,
+            "usage: clvd [-c FILE]          run the daemon (default %s)\n"
+            "       clvd --check-config FILE validate FILE, print the effective config\n"
+            "       clvd demo | --demo        embedded Kafka, private Redis, a year of a "
+            "synthetic shop\n"
+            "       clvd --version\n",
             DEFAULT_CONFIG);
 }
 

@@ -97,8 +97,8 @@ static void put_customer(struct clv_sbuf *b, const struct clv_snapshot *s, const
     sbuf_puts(b, "}");
 }
 
-static const char *stage_or_tier(const struct clv_transition *t, int v, const struct clv_tier *tiers,
-                                 int ntiers)
+static const char *stage_or_tier(const struct clv_transition *t, int v,
+                                 const struct clv_tier *tiers, int ntiers)
 {
     if (t->kind == CLV_TRANSITION_TIER)
         return v >= 0 && v < ntiers ? tiers[v].name : NULL;

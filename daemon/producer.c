@@ -6,7 +6,7 @@
 
 #include "keys.h"
 
-enum dr_kind { DR_OUTBOX, DR_DEAD_LETTER };
+enum dr_kind { DR_OUTBOX, DR_DEAD_LETTER, DR_PLAIN };
 
 /* What a delivery report must act on; the message's opaque. */
 struct clv_dr_ref {
@@ -64,12 +64,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     p->delivered[r->topic]++;
-    if (r->kind == DR_DEAD_LETTER) {
+    if (r->kind == DR_DEAD_LETTER)
         consumer_done(p->consumer, &r->input);
-        free(r);
-    } else {
+    if (r->kind == DR_OUTBOX)
         push_acked(p, r);
-    }
+    else
+        free(r);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -94,8 +94,7 @@ static void producer_log_cb(const rd_kafka_t *rk, int level, const char *fac, co
 }
 
 int producer_open(struct clv_producer *p, const struct clv_config *cfg, const char *brokers,
-                  struct clv_consumer *consumer, const struct clv_log *lg, char *err,
-                  size_t errlen)
+                  struct clv_consumer *consumer, const struct clv_log *lg, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char kerr[512];
@@ -154,8 +153,8 @@ void producer_poll(struct clv_producer *p, int timeout_ms)
     rd_kafka_poll(p->rk, timeout_ms);
 }
 
-static int produce(struct clv_producer *p, enum clv_out_topic topic, const char *key,
-                   size_t keylen, const char *payload, size_t len, struct clv_dr_ref *ref)
+static int produce(struct clv_producer *p, enum clv_out_topic topic, const char *key, size_t keylen,
+                   const char *payload, size_t len, struct clv_dr_ref *ref)
 {
     const char *name = output_topic_name(&p->cfg->kafka.topics, topic);
     rd_kafka_resp_err_t e;
@@ -194,6 +193,12 @@ int producer_send_outbox(struct clv_producer *p, enum clv_out_topic topic, uint3
     return 0;
 }
 
+int producer_send_plain(struct clv_producer *p, enum clv_out_topic topic, const char *key,
+                        size_t keylen, const char *payload, size_t len)
+{
+    return produce(p, topic, key, keylen, payload, len, ref_new(DR_PLAIN, topic, 0));
+}
+
 void producer_send_batch(struct clv_producer *p, const struct clv_batch *b)
 {
     char field[64 + CLV_ID_MAX];
@@ -202,7 +207,8 @@ void producer_send_batch(struct clv_producer *p, const struct clv_batch *b)
         const struct clv_batch_msg *m = &b->msgs[i];
         const struct clv_item *it = &b->items[m->item];
         size_t fl;
-        if (!it->done || m - b->msgs < it->msg_first || m - b->msgs >= it->msg_first + it->msg_count)
+        if (!it->done || m - b->msgs < it->msg_first ||
+            m - b->msgs >= it->msg_first + it->msg_count)
             continue; /* rendered for an attempt that lost a compare-and-set */
         fl = state_outbox_field(field, sizeof(field), m->topic, m->seq, it->id, it->idlen);
         producer_send_outbox(p, m->topic, it->shard, field, fl, it->id, it->idlen,
@@ -210,8 +216,8 @@ void producer_send_batch(struct clv_producer *p, const struct clv_batch *b)
     }
 }
 
-void producer_dead_letter(struct clv_producer *p, const struct clv_msgref *ref,
-                          const char *payload, size_t len, const char *key, size_t keylen)
+void producer_dead_letter(struct clv_producer *p, const struct clv_msgref *ref, const char *payload,
+                          size_t len, const char *key, size_t keylen)
 {
     struct clv_dr_ref *r = ref_new(DR_DEAD_LETTER, CLV_OUT_DEAD_LETTER, 0);
 

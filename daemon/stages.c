@@ -68,8 +68,8 @@ static double days_between(clv_ms from, clv_ms to)
 }
 
 /* BG/NBD's (x, t_x, T) in days, same-day purchases merged. */
-static void model_inputs(const struct clv_customer *c, clv_ms at, double *x, double *t_x,
-                         double *T, double *m_x)
+static void model_inputs(const struct clv_customer *c, clv_ms at, double *x, double *t_x, double *T,
+                         double *m_x)
 {
     clv_ms first_day_start = (clv_ms)c->first_pday * CLV_MS_PER_DAY;
 
@@ -305,9 +305,8 @@ void snapshot_take(const struct clv_customer *c, const struct clv_rules *r, clv_
     memcpy(s->channel, c->channel, sizeof(s->channel));
     s->rfm = clv_rfm_score(c->purchases ? s->recency_days : NAN, c->purchases, c->revenue,
                            r->rfm.recency_days, r->rfm.frequency, r->rfm.monetary);
-    s->clv_historical = clv_historical(c->purchases, c->revenue, s->tenure_days,
-                                       r->lifespan_years, r->model.margin,
-                                       channel_cac(r, c->channel));
+    s->clv_historical = clv_historical(c->purchases, c->revenue, s->tenure_days, r->lifespan_years,
+                                       r->model.margin, channel_cac(r, c->channel));
     snapshot_model(c, r, at, s);
     snapshot_risk(c, r, s);
 }
@@ -364,8 +363,7 @@ static void purchase_transition(struct clv_customer *c, const struct clv_rules *
         break;
     case CLV_STAGE_NEW:
     case CLV_STAGE_REACTIVATED:
-        emit(c, r, out, CLV_TRANSITION_STAGE, CLV_STAGE_ACTIVE, CLV_REASON_REPEAT_PURCHASE,
-             ev->ts);
+        emit(c, r, out, CLV_TRANSITION_STAGE, CLV_STAGE_ACTIVE, CLV_REASON_REPEAT_PURCHASE, ev->ts);
         break;
     case CLV_STAGE_ACTIVE:
         if (meets_loyal_rule(c, r, ev->ts))

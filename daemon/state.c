@@ -8,12 +8,13 @@
 
 #include "keys.h"
 
-extern const char clv_lua_apply[], clv_lua_sweep[], clv_lua_clock[];
+extern const char clv_lua_apply[], clv_lua_sweep[], clv_lua_clock[], clv_lua_lease[];
 
 static const char *const script_source[CLV_SCRIPT_COUNT] = {
     [CLV_SCRIPT_APPLY] = clv_lua_apply,
     [CLV_SCRIPT_SWEEP] = clv_lua_sweep,
     [CLV_SCRIPT_CLOCK] = clv_lua_clock,
+    [CLV_SCRIPT_LEASE] = clv_lua_lease,
 };
 
 #define BACKOFF_MIN_MS 100
@@ -375,8 +376,7 @@ static void index_rebuild(struct clv_batch *b, int cap)
 }
 
 /* The item of a customer, created on first sight. */
-static struct clv_item *item_for(struct clv_batch *b, const char *id, size_t idlen,
-                                 uint32_t shards)
+static struct clv_item *item_for(struct clv_batch *b, const char *id, size_t idlen, uint32_t shards)
 {
     size_t h;
     struct clv_item *it;
@@ -503,9 +503,9 @@ static void emit_transitions(struct clv_batch *b, int item, const struct clv_tra
     for (int i = 0; i < tr->n; i++) {
         const struct clv_transition *t = &tr->t[i];
         int n = output_transition(t, it->id, it->idlen, cfg->tiers, cfg->ntiers, now, &b->out, m);
-        b->trs[b->ntrs++] = (struct clv_trpair){
-            (int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from), (int8_t)t->to,
-            (int8_t)t->purchased, t->at};
+        b->trs[b->ntrs++] =
+            (struct clv_trpair){(int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from),
+                                (int8_t)t->to, (int8_t)t->purchased, t->at};
         b->msgs = grow(b->msgs, &b->msgs_cap, b->nmsgs + n, sizeof(*b->msgs));
         for (int k = 0; k < n; k++)
             b->msgs[b->nmsgs++] =
@@ -610,12 +610,12 @@ static void stats_names(struct clv_cas_args *a, const struct clv_batch *b,
 {
     for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
         if (b->trs[i].from != -2 && b->trs[i].to == CLV_STAGE_CHURNED && b->trs[i].purchased)
-            sbuf_printf(&a->fields, "churn:%lld%c",
-                        (long long)(b->trs[i].at / CLV_MS_PER_HOUR), '\0');
+            sbuf_printf(&a->fields, "churn:%lld%c", (long long)(b->trs[i].at / CLV_MS_PER_HOUR),
+                        '\0');
 }
 
-static void stats_args(struct clv_cas_args *a, const struct clv_batch *b,
-                       const struct clv_item *it, size_t names)
+static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it,
+                       size_t names)
 {
     int buyer = it->c.purchases > 0;
     int was = is_churned_buyer(it->from_stage, it->from_buyer);
@@ -656,8 +656,8 @@ static void build_fields(struct clv_cas_args *a, const struct clv_batch *b,
     sbuf_reset(&a->fields);
     for (int m = 0; m < it->msg_count; m++) {
         const struct clv_batch_msg *msg = &b->msgs[it->msg_first + m];
-        size_t n = state_outbox_field(field, sizeof(field), msg->topic, msg->seq, it->id,
-                                      it->idlen);
+        size_t n =
+            state_outbox_field(field, sizeof(field), msg->topic, msg->seq, it->id, it->idlen);
         a->field_off[m] = a->fields.len;
         sbuf_append(&a->fields, field, n);
     }
@@ -735,9 +735,8 @@ static enum cas_outcome cas_reply(struct clv_item *it, redisReply *r, char *err,
  * conflicted get their fresh state loaded and need preparing again
  * (`redo`); after NOSCRIPT (Redis restarted or failed over) the script is
  * loaded again and the same writes are re-sent (`resend`). */
-static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, int nsent,
-                         int *redo, int *nredo, int *resend, int *nresend, char *err,
-                         size_t errlen)
+static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, int nsent, int *redo,
+                         int *nredo, int *resend, int *nresend, char *err, size_t errlen)
 {
     struct clv_cas_args *a = &b->cas;
     int rc = 0;

@@ -29,8 +29,9 @@ static void append_sweep(struct clv_sweeper *s, struct clv_store *st, uint32_t s
                          const char *now, const char *limit, const char *lease)
 {
     char lkey[CLV_KEY_MAX], dkey[CLV_KEY_MAX];
-    const char *argv[9] = {"EVALSHA", store_script_sha(st, CLV_SCRIPT_SWEEP), "2", lkey, dkey,
-                           s->instance, lease, now, limit};
+    const char *argv[9] = {
+        "EVALSHA", store_script_sha(st, CLV_SCRIPT_SWEEP), "2", lkey, dkey, s->instance, lease, now,
+        limit};
     size_t argvlen[9];
 
     keys_lease(lkey, st->cfg->key_prefix, shard);

@@ -38,7 +38,7 @@ enum clv_alert_metric { CLV_ALERT_CHURN_RATE = 0, CLV_ALERT_STAGE_SHARE = 1 };
 struct clv_alert_rule {
     char *name;
     enum clv_alert_metric metric;
-    int stage;    /* enum clv_stage, for CLV_ALERT_STAGE_SHARE */
+    int stage;     /* enum clv_stage, for CLV_ALERT_STAGE_SHARE */
     clv_ms window; /* for churn_rate; default 24h */
     double above;
     double hysteresis; /* resolved when value < above * (1 - hysteresis); default 0.1 */
@@ -53,7 +53,7 @@ struct clv_kafka_config {
     char *brokers; /* "host:port,..." or "embedded" */
     char *group_id;
     struct clv_kafka_topics topics;
-    int max_message_bytes; /* >= 1024 */
+    int max_message_bytes;   /* >= 1024 */
     int embedded_partitions; /* partitions per topic when brokers is "embedded"; default 4 */
     struct clv_kv *properties;
     int nproperties;
@@ -96,8 +96,8 @@ struct clv_lifecycle_config {
 
 struct clv_model_config {
     enum clv_clv_model model;
-    double r, alpha, a, b, time_unit_days;  /* BG/NBD */
-    double gg_p, gg_q, gg_gamma;            /* Gamma-Gamma */
+    double r, alpha, a, b, time_unit_days; /* BG/NBD */
+    double gg_p, gg_q, gg_gamma;           /* Gamma-Gamma */
     double horizon_days;
     double discount_rate;
     double margin;

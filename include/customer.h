@@ -129,7 +129,7 @@ void customer_update_mark(struct clv_customer *c, const struct clv_event *ev, cl
 
 /* Binary codec.  The first 8 bytes of an encoded state are the version, so
  * the compare-and-set script can check it without decoding. */
-#define CLV_STATE_MAX_BYTES                                                                     \
+#define CLV_STATE_MAX_BYTES                                                                        \
     (160 + CLV_MAX_PDAYS * 24 + CLV_MAX_DEDUPE * 8 + CLV_MAX_MARKS * 32 + CLV_CHANNEL_MAX)
 size_t customer_encode(const struct clv_customer *c, unsigned char *buf, size_t buflen);
 int customer_decode(struct clv_customer *c, const unsigned char *buf, size_t len, char *err,

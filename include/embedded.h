@@ -16,8 +16,7 @@ struct clv_embedded {
 };
 
 /* Start the cluster and create every configured topic. */
-int embedded_start(struct clv_embedded *e, const struct clv_config *cfg, char *err,
-                   size_t errlen);
+int embedded_start(struct clv_embedded *e, const struct clv_config *cfg, char *err, size_t errlen);
 void embedded_stop(struct clv_embedded *e);
 
 #endif

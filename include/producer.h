@@ -26,10 +26,10 @@ struct clv_producer {
     /* delivered outbox entries waiting for their HDEL */
     struct clv_dr_ref **acked;
     size_t nacked, acked_cap;
-    int drain_needed;       /* an outbox may hold undelivered messages */
-    uint32_t drain_cursor;  /* next shard to drain */
+    int drain_needed;      /* an outbox may hold undelivered messages */
+    uint32_t drain_cursor; /* next shard to drain */
     int drain_active;
-    int fatal;              /* a dead letter could not be delivered */
+    int fatal; /* a dead letter could not be delivered */
     uint64_t produced[CLV_OUT_COUNT], delivered[CLV_OUT_COUNT], failed[CLV_OUT_COUNT];
     int64_t in_flight;
 };
@@ -45,12 +45,16 @@ int producer_send_outbox(struct clv_producer *p, enum clv_out_topic topic, uint3
                          const char *field, size_t fieldlen, const char *key, size_t keylen,
                          const char *payload, size_t len);
 
+/* Produce a message that is not in any outbox (alerts). */
+int producer_send_plain(struct clv_producer *p, enum clv_out_topic topic, const char *key,
+                        size_t keylen, const char *payload, size_t len);
+
 /* Produce the messages of an applied batch. */
 void producer_send_batch(struct clv_producer *p, const struct clv_batch *b);
 
 /* Produce a dead letter for input message `ref`. */
-void producer_dead_letter(struct clv_producer *p, const struct clv_msgref *ref,
-                          const char *payload, size_t len, const char *key, size_t keylen);
+void producer_dead_letter(struct clv_producer *p, const struct clv_msgref *ref, const char *payload,
+                          size_t len, const char *key, size_t keylen);
 
 /* Serve delivery reports (non-blocking). */
 void producer_poll(struct clv_producer *p, int timeout_ms);

@@ -22,7 +22,13 @@
 #include "stages.h"
 
 /* The Lua scripts, from daemon/lua/NAME.lua. */
-enum clv_script { CLV_SCRIPT_APPLY = 0, CLV_SCRIPT_SWEEP, CLV_SCRIPT_CLOCK, CLV_SCRIPT_COUNT };
+enum clv_script {
+    CLV_SCRIPT_APPLY = 0,
+    CLV_SCRIPT_SWEEP,
+    CLV_SCRIPT_CLOCK,
+    CLV_SCRIPT_LEASE,
+    CLV_SCRIPT_COUNT
+};
 
 struct clv_store {
     redisContext *ctx; /* NULL while disconnected */
@@ -32,8 +38,8 @@ struct clv_store {
     uint64_t round_trips, commands; /* for the metrics and the benchmark */
     clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
     clv_ms backoff;
-    int reconnected;                /* set on each new connection; cleared by the owner */
-    int fatal;                      /* Redis holds another deployment: never retry */
+    int reconnected; /* set on each new connection; cleared by the owner */
+    int fatal;       /* Redis holds another deployment: never retry */
 };
 
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);

@@ -13,10 +13,10 @@
 #include "state.h"
 
 struct clv_sweeper {
-    char instance[96];  /* this process: host:pid:random */
-    uint32_t cursor;    /* next shard to look at */
-    uint32_t per_tick;  /* shards per tick */
-    int per_shard;      /* customers per shard per tick */
+    char instance[96]; /* this process: host:pid:random */
+    uint32_t cursor;   /* next shard to look at */
+    uint32_t per_tick; /* shards per tick */
+    int per_shard;     /* customers per shard per tick */
     clv_ms lease_ms;
     uint64_t swept;
 };

@@ -380,26 +380,33 @@ int scen_config_write(const struct scen_world *w, const struct h_config *cfg, co
     return h_config_write(cfg, path, err, errlen);
 }
 
+const char *scen_clvd_binary(void)
+{
+    const char *b = getenv("CLVD_IT_CLVD");
+
+    return b != NULL && *b != '\0' ? b : CLVD_BINARY;
+}
+
 int scen_clvd_start(struct scen_world *w, struct h_clvd *d, const char *config, const char *name,
                     int exit_when_idle, char *err, size_t errlen)
 {
     static const char *const idle_args[] = {"--exit-when-idle", SCEN_IDLE_EXIT, NULL};
-    char log[H_PATHLEN + 96];
+    char logpath[H_PATHLEN + 96];
 
     w->runs++;
-    snprintf(log, sizeof(log), "%s/%s-%d.log", w->dir, name, w->runs);
-    return h_clvd_start_args(d, CLVD_BINARY, config, log, exit_when_idle ? idle_args : NULL, err,
-                             errlen);
+    snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", w->dir, name, w->runs);
+    return h_clvd_start_args(d, scen_clvd_binary(), config, logpath, exit_when_idle ? idle_args : NULL,
+                             err, errlen);
 }
 
-int scen_stopped_counts(const char *log, struct scen_counts *c)
+int scen_stopped_counts(const char *logpath, struct scen_counts *c)
 {
     static const char needle[] = "stopped: consumed ";
     char line[512];
     const char *p;
     unsigned long long a, b, d;
 
-    if (h_file_last_line(log, needle, line, sizeof(line)) != 0)
+    if (h_file_last_line(logpath, needle, line, sizeof(line)) != 0)
         return -1;
     p = strstr(line, needle);
     if (p == NULL ||
@@ -705,8 +712,8 @@ static int dump_customer(struct dump_ctx *x, const char *id, size_t idlen, long 
 {
     struct clv_customer *c = malloc(sizeof(*c));
     char err[256], t1[32], t2[32], t3[32], t4[32], t5[32];
-    char *log = NULL;
-    size_t loglen = 0;
+    char *pdays = NULL;
+    size_t pdayslen = 0;
     FILE *lf;
     int rc;
 
@@ -725,7 +732,7 @@ static int dump_customer(struct dump_ctx *x, const char *id, size_t idlen, long 
         lines_addf(&x->state, "X %.*s\tin shard %ld, belongs to shard %u", (int)idlen, id, shard,
                    keys_shard_of(id, idlen, (uint32_t)x->shards));
     }
-    lf = open_memstream(&log, &loglen);
+    lf = open_memstream(&pdays, &pdayslen);
     if (lf == NULL) {
         free(c);
         return -1;
@@ -753,9 +760,9 @@ static int dump_customer(struct dump_ctx *x, const char *id, size_t idlen, long 
                     c->revenue, (unsigned)c->logins, (unsigned)c->visits,
                     (unsigned)c->purchase_days, (int)c->first_pday, (int)c->last_pday,
                     c->first_day_revenue, (int)c->active_anchor, c->active_bits[0],
-                    c->active_bits[1], log ? log : "", c->channel[0] ? c->channel : "-",
+                    c->active_bits[1], pdays ? pdays : "", c->channel[0] ? c->channel : "-",
                     fnv1a(c, sizeof(*c)));
-    free(log);
+    free(pdays);
     free(c);
     return rc;
 }
@@ -1063,4 +1070,112 @@ out:
         scenario_result_free(ref);
     scen_world_stop(&w);
     return rc;
+}
+
+/* ---- the tests' fixture ------------------------------------------------------------------ */
+
+double scen_secs(int64_t t0)
+{
+    return (double)(h_mono_ms() - t0) / 1000.0;
+}
+
+int scen_fixture_setup(void **state)
+{
+    struct scen_fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    if (access(scen_clvd_binary(), X_OK) != 0) {
+        fprintf(stderr, "clvd binary %s is missing: build the clvd target first\n",
+                scen_clvd_binary());
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+int scen_fixture_teardown(void **state)
+{
+    struct scen_fixture *f = *state;
+
+    for (int i = 0; i < SCEN_MAX_CLVD; i++) {
+        h_clvd_kill9(&f->d[i]);
+        if (!f->passed)
+            scen_dump_log(&f->d[i], stderr);
+    }
+    if (!f->passed && f->w.redis.log[0] != '\0')
+        h_dump_file(f->w.redis.log, "redis-server log", 4096, stderr);
+    scen_world_stop(&f->w);
+    scenario_result_free(&f->ref);
+    scenario_result_free(&f->got);
+    scenario_free(&f->s);
+    free(f);
+    return 0;
+}
+
+int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int brokers, int persist,
+                 int copies, const char *const *extra, char *err, size_t errlen)
+{
+    struct h_config cfg;
+    int64_t t0 = h_mono_ms();
+    int rc;
+
+    if (scenario_generate(&f->s, seed, SCEN_CUSTOMERS, err, errlen) != 0)
+        return -1;
+    scenario_describe(&f->s, stderr);
+    if (scenario_run_clean(&f->s, &f->ref, err, errlen) != 0)
+        return -1;
+    fprintf(stderr, "[timing] reference result in %.1f s\n", scen_secs(t0));
+    if (scen_world_start(&f->w, name, brokers, persist, err, errlen) != 0)
+        return -1;
+    t0 = h_mono_ms();
+    if (scenario_produce(&f->s, &f->w, copies, err, errlen) != 0)
+        return -1;
+    fprintf(stderr, "[timing] produced %zu message(s) in %.1f s\n", f->s.n * (size_t)copies,
+            scen_secs(t0));
+    snprintf(f->group, sizeof(f->group), "clvd-%s-%d", name, (int)getpid());
+    if (scen_config(&f->w, &cfg, f->group) != 0) {
+        seterr(err, errlen, "config: out of memory");
+        return -1;
+    }
+    for (int i = 0; extra != NULL && extra[i] != NULL && extra[i + 1] != NULL; i += 2)
+        if (h_config_set(&cfg, extra[i], "%s", extra[i + 1]) != 0) {
+            h_config_free(&cfg);
+            seterr(err, errlen, "config: out of memory");
+            return -1;
+        }
+    rc = scen_config_write(&f->w, &cfg, name, f->config, sizeof(f->config), err, errlen);
+    h_config_free(&cfg);
+    return rc;
+}
+
+int scen_finish(struct scen_fixture *f, struct h_clvd *d, const char *title, char *err,
+                size_t errlen)
+{
+    int64_t t0 = h_mono_ms();
+    struct scen_counts cnt;
+    size_t diffs;
+
+    if (h_clvd_wait_exit(d, SCEN_RUN_TIMEOUT_MS, err, errlen) != 0)
+        return -1;
+    fprintf(stderr, "[timing] %s: last clvd run exited %.1f s after the wait began\n", title,
+            scen_secs(t0));
+    if (scen_stopped_counts(d->log, &cnt) == 0)
+        fprintf(stderr, "[scenario] %s: last run consumed %llu, applied %llu, duplicates %llu\n",
+                title, (unsigned long long)cnt.consumed, (unsigned long long)cnt.applied,
+                (unsigned long long)cnt.duplicates);
+    scenario_result_free(&f->got);
+    if (scenario_collect(&f->w, &f->got, err, errlen) != 0)
+        return -1;
+    scenario_result_describe(&f->got, title, stderr);
+    diffs = (size_t)scenario_result_check(&f->got, title, stderr);
+    diffs += scenario_compare(&f->ref, &f->got, 60, stderr);
+    if (diffs > 0) {
+        seterr(err, errlen, "%s: the result differs from the reference run (see above)", title);
+        return -1;
+    }
+    fprintf(stderr, "[scenario] %s: same result as the reference (%zu outputs, %zu state lines)\n",
+            title, f->got.noutputs, f->got.nstate);
+    return 0;
 }

@@ -23,7 +23,10 @@
  * Two results are compared line by line and every difference is printed.
  *
  * A world is one redis-server and one mock cluster with the default topics;
- * a run is clvd started on it with --exit-when-idle. */
+ * a run is clvd started on it with --exit-when-idle.
+ *
+ * Environment: CLVD_IT_CLVD=/path/to/clvd runs another clvd binary; see
+ * harness.h for CLVD_IT_KEEP and CLVD_IT_VERBOSE. */
 #ifndef CLVD_IT_SCENARIO_H
 #define CLVD_IT_SCENARIO_H
 
@@ -95,6 +98,10 @@ int scen_config(const struct scen_world *w, struct h_config *cfg, const char *gr
 int scen_config_write(const struct scen_world *w, const struct h_config *cfg, const char *name,
                       char *path, size_t pathlen, char *err, size_t errlen);
 
+/* The clvd binary: $CLVD_IT_CLVD if set (to try a modified daemon), else the
+ * one built with the tests. */
+const char *scen_clvd_binary(void);
+
 /* Start clvd on `config`, logging to <dir>/<name>-<run>.log; with
  * exit_when_idle it gets --exit-when-idle SCEN_IDLE_EXIT. */
 int scen_clvd_start(struct scen_world *w, struct h_clvd *d, const char *config, const char *name,
@@ -105,7 +112,7 @@ int scen_clvd_start(struct scen_world *w, struct h_clvd *d, const char *config, 
 struct scen_counts {
     uint64_t consumed, applied, duplicates;
 };
-int scen_stopped_counts(const char *log, struct scen_counts *c);
+int scen_stopped_counts(const char *logpath, struct scen_counts *c);
 
 /* Customers in Redis now (the sum of the stage populations). */
 long scen_redis_customers(const struct scen_world *w);
@@ -150,5 +157,41 @@ size_t scenario_compare(const struct scenario_result *ref, const struct scenario
  * no duplicate) and invariants. */
 int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, char *err,
                        size_t errlen);
+
+/* ---- the tests' fixture ---------------------------------------------------------- */
+
+#define SCEN_MAX_CLVD 4
+
+struct scen_fixture {
+    struct scenario s;
+    struct scenario_result ref, got;
+    struct scen_world w;
+    struct h_clvd d[SCEN_MAX_CLVD];
+    char config[H_PATHLEN + 64]; /* the run's config file */
+    char group[96];
+    int passed;
+};
+
+/* cmocka setup / teardown: allocate; kill what runs, print the clvd logs if
+ * the test did not pass, stop the world, free. */
+int scen_fixture_setup(void **state);
+int scen_fixture_teardown(void **state);
+
+/* Generate the scenario (`seed`, SCEN_CUSTOMERS customers), compute the
+ * reference with a clean run, start the test's world (`brokers`, `persist`),
+ * produce the stream `copies` times into it and write its config
+ * (group "clvd-<name>-<pid>", plus `extra` settings: NULL-terminated pairs of
+ * key and raw YAML value, or NULL). */
+int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int brokers, int persist,
+                 int copies, const char *const *extra, char *err, size_t errlen);
+
+/* Wait for clvd (started with exit_when_idle) to exit 0, read the result
+ * into f->got, check its invariants and compare it with the reference.
+ * Returns 0 if equal; otherwise -1 with the differences printed. */
+int scen_finish(struct scen_fixture *f, struct h_clvd *d, const char *title, char *err,
+                size_t errlen);
+
+/* Seconds since `t0` (h_mono_ms). */
+double scen_secs(int64_t t0);
 
 #endif
