@@ -859,6 +859,48 @@ static rd_kafka_topic_partition_list_t *assignment_for(rd_kafka_t *rk, const cha
     return parts;
 }
 
+int64_t h_kafka_committed(const char *bootstraps, const char *group, const char *const *topics,
+                          char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t e;
+    char kerr[256];
+    int64_t sum = -1;
+    rd_kafka_t *rk;
+
+    if (conf_set(conf, "bootstrap.servers", bootstraps, err, errlen) != 0 ||
+        conf_set(conf, "group.id", group, err, errlen) != 0 ||
+        conf_set(conf, "enable.auto.commit", "false", err, errlen) != 0 ||
+        conf_set(conf, "log_level", "3", err, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        seterr(err, errlen, "rd_kafka_new (consumer): %s", kerr);
+        return -1;
+    }
+    parts = assignment_for(rk, topics, err, errlen);
+    if (parts == NULL)
+        goto out;
+    e = rd_kafka_committed(rk, parts, 10000);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        seterr(err, errlen, "committed offsets of %s: %s", group, rd_kafka_err2str(e));
+        goto out;
+    }
+    sum = 0;
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].offset > 0)
+            sum += parts->elems[i].offset;
+out:
+    if (parts != NULL)
+        rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_destroy(rk);
+    return sum;
+}
+
 static int records_cb(const rd_kafka_message_t *m, void *opaque)
 {
     return records_add(opaque, m);

@@ -114,6 +114,12 @@ int h_kafka_create_topic(struct h_kafka *k, const char *topic, int partitions, c
 #define H_T_ALERTS "clvd.alerts"
 #define H_T_DEAD "clvd.dead-letter"
 
+/* The sum over every partition of `topics` of the offset committed by
+ * consumer group `group` (a partition without one counts 0), read without
+ * joining the group.  -1 on error. */
+int64_t h_kafka_committed(const char *bootstraps, const char *group, const char *const *topics,
+                          char *err, size_t errlen);
+
 /* NULL-terminated lists of the default input and output topic names. */
 extern const char *const h_input_topics[];
 extern const char *const h_output_topics[];

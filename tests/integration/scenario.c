@@ -323,6 +323,7 @@ int scen_world_start(struct scen_world *w, const char *name, int brokers, int pe
 {
     memset(w, 0, sizeof(*w));
     snprintf(w->name, sizeof(w->name), "%s", name);
+    w->brokers = brokers;
     w->redis.persist = persist;
     if (h_tmpdir_create(w->dir, sizeof(w->dir), err, errlen) != 0 ||
         h_redis_start(&w->redis, err, errlen) != 0 ||
@@ -345,6 +346,22 @@ void scen_world_stop(struct scen_world *w)
     }
 }
 
+void scen_throttle(struct scen_world *w, int rtt_ms)
+{
+    if (w->kafka.mcluster != NULL)
+        rd_kafka_mock_broker_set_rtt(w->kafka.mcluster, -1, rtt_ms);
+}
+
+int64_t scen_committed(const struct scen_world *w, const char *group)
+{
+    char err[H_ERRLEN];
+    int64_t n = h_kafka_committed(w->kafka.bootstraps, group, h_input_topics, err, sizeof(err));
+
+    if (n < 0)
+        fprintf(stderr, "[scenario] %s\n", err);
+    return n;
+}
+
 int scenario_produce(const struct scenario *s, struct scen_world *w, int copies, char *err,
                      size_t errlen)
 {
@@ -363,7 +380,9 @@ int scen_config(const struct scen_world *w, struct h_config *cfg, const char *gr
     if (h_config_init(cfg, w->kafka.bootstraps, group, w->redis.socket) != 0 ||
         h_config_set(cfg, "log.level", "info") != 0 ||
         h_config_set(cfg, "kafka.properties",
-                     "{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"}") != 0) {
+                     "{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\", "
+                     "max.partition.fetch.bytes: \"%s\"}",
+                     SCEN_FETCH_BYTES) != 0) {
         h_config_free(cfg);
         return -1;
     }
@@ -1134,6 +1153,7 @@ int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int br
         return -1;
     fprintf(stderr, "[timing] produced %zu message(s) in %.1f s\n", f->s.n * (size_t)copies,
             scen_secs(t0));
+    scen_throttle(&f->w, SCEN_RTT_MS);
     snprintf(f->group, sizeof(f->group), "clvd-%s-%d", name, (int)getpid());
     if (scen_config(&f->w, &cfg, f->group) != 0) {
         seterr(err, errlen, "config: out of memory");
@@ -1166,6 +1186,7 @@ int scen_finish(struct scen_fixture *f, struct h_clvd *d, const char *title, cha
                 title, (unsigned long long)cnt.consumed, (unsigned long long)cnt.applied,
                 (unsigned long long)cnt.duplicates);
     scenario_result_free(&f->got);
+    scen_throttle(&f->w, 0);
     if (scenario_collect(&f->w, &f->got, err, errlen) != 0)
         return -1;
     scenario_result_describe(&f->got, title, stderr);

@@ -42,6 +42,13 @@
 #define SCEN_IDLE_EXIT "3s"
 #define SCEN_RUN_TIMEOUT_MS 180000 /* one clvd run to idle */
 #define SCEN_MAX_EVENTS_PER_CUSTOMER 16
+/* Fault runs are slowed down so that a fault hits the stream in its middle:
+ * clvd fetches at most SCEN_FETCH_BYTES per partition per request, and the
+ * brokers answer after SCEN_RTT_MS; the stream then takes ~10 s instead of
+ * ~1.5 s.  The reference runs at full speed (the result does not depend on
+ * it). */
+#define SCEN_FETCH_BYTES "8192"
+#define SCEN_RTT_MS 60
 
 /* ---- the event stream ----------------------------------------------------- */
 
@@ -76,6 +83,7 @@ struct scen_world {
     struct h_kafka kafka;
     char dir[H_PATHLEN]; /* configs and logs */
     char name[48];
+    int brokers;
     int runs;
 };
 
@@ -86,13 +94,20 @@ int scen_world_start(struct scen_world *w, const char *name, int brokers, int pe
                      size_t errlen);
 void scen_world_stop(struct scen_world *w);
 
+/* Set the brokers' round-trip time (0: full speed). */
+void scen_throttle(struct scen_world *w, int rtt_ms);
+
+/* Input messages whose offsets group `group` has committed (-1 on error). */
+int64_t scen_committed(const struct scen_world *w, const char *group);
+
 /* Produce every event `copies` times: the whole stream, then again. */
 int scenario_produce(const struct scenario *s, struct scen_world *w, int copies, char *err,
                      size_t errlen);
 
 /* The config of the guarantee runs: the harness template (event clock,
- * 16 shards), group `group`, info logging, and quick failure detection
- * (session.timeout.ms 6000, heartbeat.interval.ms 500). */
+ * 16 shards), group `group`, info logging, quick failure detection
+ * (session.timeout.ms 6000, heartbeat.interval.ms 500) and small fetches
+ * (max.partition.fetch.bytes SCEN_FETCH_BYTES). */
 int scen_config(const struct scen_world *w, struct h_config *cfg, const char *group);
 /* Write it as <dir>/<name>.yaml; path receives the file name. */
 int scen_config_write(const struct scen_world *w, const struct h_config *cfg, const char *name,
@@ -179,13 +194,15 @@ int scen_fixture_teardown(void **state);
 
 /* Generate the scenario (`seed`, SCEN_CUSTOMERS customers), compute the
  * reference with a clean run, start the test's world (`brokers`, `persist`),
- * produce the stream `copies` times into it and write its config
+ * produce the stream `copies` times into it, throttle it (SCEN_RTT_MS) and
+ * write its config
  * (group "clvd-<name>-<pid>", plus `extra` settings: NULL-terminated pairs of
  * key and raw YAML value, or NULL). */
 int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int brokers, int persist,
                  int copies, const char *const *extra, char *err, size_t errlen);
 
-/* Wait for clvd (started with exit_when_idle) to exit 0, read the result
+/* Wait for clvd (started with exit_when_idle) to exit 0, lift the throttle,
+ * read the result
  * into f->got, check its invariants and compare it with the reference.
  * Returns 0 if equal; otherwise -1 with the differences printed. */
 int scen_finish(struct scen_fixture *f, struct h_clvd *d, const char *title, char *err,

@@ -94,8 +94,12 @@ static int by_time(const void *a, const void *b)
     return (x->ts > y->ts) - (x->ts < y->ts);
 }
 
-/* (x, t_x, T, m_x) in days of the first n purchases of h, as of `at`. */
-static void batch_stats(const struct history *h, size_t n, clv_ms at, struct clv_customer_stats *s)
+/* (x, t_x, T, m_x) in days of the first n purchases of h, as of `at`.
+ * Returns 1 if `at` is before the start of the last purchase day, which
+ * only a late (out-of-order) event brings about: the stream cannot forget
+ * the later purchases it already holds, and stages.c then takes T = t_x (as
+ * if seen at the last purchase day); so does this function. */
+static int batch_stats(const struct history *h, size_t n, clv_ms at, struct clv_customer_stats *s)
 {
     struct purchase *p = malloc(n * sizeof(*p));
     int32_t first, last;
@@ -121,25 +125,30 @@ static void batch_stats(const struct history *h, size_t n, clv_ms at, struct clv
     s->T_days = (double)(at - (clv_ms)first * DAY) / (double)DAY;
     s->m_x = days > 1 ? repeat_spend / (double)(days - 1) : 0.0;
     s->spend_count = s->x;
-    /* `at` is never before a purchase it counts, so T >= t_x without the
-     * clamp stages.c applies to snapshots of out-of-order history */
-    assert_true(s->T_days >= s->t_x_days);
+    if (s->T_days < s->t_x_days) {
+        s->T_days = s->t_x_days;
+        return 1;
+    }
+    return 0;
 }
 
-/* The in-stream snapshot against clv_predict on the first n purchases. */
-static void check_snapshot(const struct clv_snapshot *snap, const struct history *h, size_t n,
-                           clv_ms at, const char *what)
+/* The in-stream snapshot against clv_predict on the first n purchases.
+ * Returns 1 when the late-event convention of batch_stats applied. */
+static int check_snapshot(const struct clv_snapshot *snap, const struct history *h, size_t n,
+                          clv_ms at, const char *what)
 {
     struct clv_customer_stats s;
     struct clv_prediction want;
     char err[CLV_ERRLEN];
 
+    int clamped;
+
     if (n == 0) {
         assert_false(snap->model_on);
-        return;
+        return 0;
     }
     assert_true(snap->model_on);
-    batch_stats(h, n, at, &s);
+    clamped = batch_stats(h, n, at, &s);
     if (clv_predict(&g_rules.model, &s, &want, err, sizeof(err)) != 0)
         fail_msg("%s: %s", what, err);
     if (snap->p_alive != want.p_alive ||
@@ -150,6 +159,7 @@ static void check_snapshot(const struct clv_snapshot *snap, const struct history
                  what, s.x, s.t_x_days, s.T_days, s.m_x, snap->p_alive,
                  snap->expected_purchases_90d, snap->clv_predicted, want.p_alive,
                  want.expected_purchases_90d, want.clv_predicted);
+    return clamped;
 }
 
 /* ---- the stream side ------------------------------------------------------ */
@@ -158,6 +168,7 @@ struct stream_customer {
     struct clv_customer c;
     struct history h;
     int checks;
+    int late; /* snapshots taken before a purchase already applied */
 };
 
 static int is_deadline(enum clv_reason r)
@@ -187,12 +198,12 @@ static void apply(struct stream_customer *sc, enum clv_event_type type, clv_ms t
         history_add(&sc->h, ts, amount);
     for (int i = 0; i < out.n; i++) {
         const struct clv_transition *t = &out.t[i];
-        check_snapshot(&t->snap, &sc->h, is_deadline(t->reason) ? before : sc->h.n, t->at,
-                       reason_name(t->reason));
+        sc->late += check_snapshot(&t->snap, &sc->h, is_deadline(t->reason) ? before : sc->h.n,
+                                   t->at, reason_name(t->reason));
         sc->checks++;
     }
     snapshot_take(&sc->c, &g_rules, ts, &snap);
-    check_snapshot(&snap, &sc->h, sc->h.n, ts, event_id);
+    sc->late += check_snapshot(&snap, &sc->h, sc->h.n, ts, event_id);
     sc->checks++;
 }
 
@@ -201,7 +212,7 @@ static void check_at(struct stream_customer *sc, clv_ms at)
     struct clv_snapshot snap;
 
     snapshot_take(&sc->c, &g_rules, at, &snap);
-    check_snapshot(&snap, &sc->h, sc->h.n, at, "later");
+    sc->late += check_snapshot(&snap, &sc->h, sc->h.n, at, "later");
     sc->checks++;
 }
 
@@ -232,10 +243,13 @@ struct step {
     double amount;
 };
 
-static void run_steps(const struct step *steps, size_t n, const char *const *later, size_t nlater)
+/* Apply the steps, check every snapshot; returns the number of snapshots
+ * taken before a purchase already applied (late events). */
+static int run_steps(const struct step *steps, size_t n, const char *const *later, size_t nlater)
 {
     struct stream_customer sc;
     char id[32];
+    int late;
 
     sc_init(&sc);
     for (size_t i = 0; i < n; i++) {
@@ -247,7 +261,9 @@ static void run_steps(const struct step *steps, size_t n, const char *const *lat
     }
     for (size_t i = 0; i < nlater; i++)
         check_at(&sc, ts_of(later[i]));
+    late = sc.late;
     sc_free(&sc);
+    return late;
 }
 
 /* Several purchases on one day are one transaction; their amounts add up. */
@@ -264,7 +280,7 @@ static void test_same_day_purchases_merge(void **state)
                                         "2026-06-01T07:00:00Z"};
 
     (void)state;
-    run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later));
+    assert_int_equal(run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later)), 0);
 }
 
 /* One millisecond apart across midnight UTC: two purchase days, t_x = 1. */
@@ -277,7 +293,7 @@ static void test_midnight_boundary(void **state)
     static const char *const later[] = {"2025-01-02T00:00:00.001Z", "2025-01-09T12:00:00Z"};
 
     (void)state;
-    run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later));
+    assert_int_equal(run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later)), 0);
 }
 
 /* No repeat purchase: x = 0, P(alive) = 1, and the figures still agree. */
@@ -291,7 +307,7 @@ static void test_single_purchase(void **state)
     static const char *const later[] = {"2025-10-01T00:00:00Z", "2027-01-01T00:00:00Z"};
 
     (void)state;
-    run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later));
+    assert_int_equal(run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later)), 0);
 }
 
 /* Purchases arriving out of time order (within the retained window): the
@@ -307,7 +323,28 @@ static void test_out_of_order_purchases(void **state)
     static const char *const later[] = {"2025-04-20T10:00:00Z", "2025-09-01T00:00:00Z"};
 
     (void)state;
-    run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later));
+    /* the snapshots as of the late events themselves see the later purchases
+     * too (T = t_x); those as of the newest event, and later, are exact */
+    assert_true(run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later)) > 0);
+}
+
+/* A late purchase that is still newer than the current stage emits its
+ * transitions (here: its spend lifts the customer to silver, 500) with a
+ * snapshot as of the late purchase that holds the purchase of five days
+ * later: T is taken as t_x.  The documented approximation, not "as of". */
+static void test_late_event_transition(void **state)
+{
+    static const struct step steps[] = {
+        {'p', "2025-01-01T10:00:00Z", 100.00}, /* new */
+        {'p', "2025-01-21T10:00:00Z", 100.00}, /* active since 01-21 10:00 */
+        {'p', "2025-01-31T10:00:00Z", 100.00},
+        {'p', "2025-01-26T10:00:00Z", 400.00}, /* late, after stage_since: silver */
+    };
+    static const char *const later[] = {"2025-02-01T00:00:00Z"};
+
+    (void)state;
+    /* the tier change's snapshot and the one as of the late event */
+    assert_int_equal(run_steps(steps, CLV_ARRAY_LEN(steps), later, CLV_ARRAY_LEN(later)), 2);
 }
 
 /* A buyer whose purchase days outnumber the retained day log (400 days)
@@ -333,6 +370,7 @@ static void test_long_history(void **state)
     assert_true(sc.c.purchase_days == 450 + 62);
     assert_true(sc.c.npdays < sc.c.purchase_days);
     check_at(&sc, t0 + 1100 * DAY);
+    assert_int_equal(sc.late, 0);
     sc_free(&sc);
 }
 
@@ -394,6 +432,7 @@ static void test_generated_customers(void **state)
         check_at(&ctx.buyers[i], end);
         check_at(&ctx.buyers[i], end + 90 * DAY + 1234567);
         checks += ctx.buyers[i].checks;
+        assert_int_equal(ctx.buyers[i].late, 0); /* the generator is in time order */
         repeaters += ctx.buyers[i].c.purchase_days > 1;
         sc_free(&ctx.buyers[i]);
     }
@@ -416,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_midnight_boundary),
         cmocka_unit_test(test_single_purchase),
         cmocka_unit_test(test_out_of_order_purchases),
+        cmocka_unit_test(test_late_event_transition),
         cmocka_unit_test(test_long_history),
         cmocka_unit_test(test_generated_customers),
     };
