@@ -126,6 +126,7 @@ static int read_population(struct clv_alerts *a, struct clv_store *st, struct cl
     const char *argv[2] = {"HGETALL", key};
     size_t argvlen[2] = {7, 0};
     struct stale_buckets stale;
+    double t0 = store_pipeline_begin();
     int rc = 0;
 
     sbuf_init(&stale.names);
@@ -134,7 +135,6 @@ static int read_population(struct clv_alerts *a, struct clv_store *st, struct cl
         argvlen[1] = keys_stats(key, st->cfg->key_prefix, s);
         store_append_argv(st, 2, argv, argvlen);
     }
-    st->round_trips++;
     for (uint32_t s = 0; s < shards; s++) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
@@ -151,6 +151,7 @@ static int read_population(struct clv_alerts *a, struct clv_store *st, struct cl
         }
         freeReplyObject(r);
     }
+    store_pipeline_end(st, t0);
     delete_stale(st, &stale);
     sbuf_free(&stale.names);
     for (int i = 0; i < CLV_STAGE_COUNT; i++)

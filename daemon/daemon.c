@@ -132,6 +132,7 @@ static void handle_message(struct clvd *d, const rd_kafka_message_t *m)
     d->ev.src_topic = (int8_t)topic;
     d->ev.src_partition = m->partition;
     d->ev.src_offset = m->offset;
+    d->ev.src_ts = rd_kafka_message_timestamp(m, NULL);
     if (d->cfg.clock.mode == CLV_CLOCK_EVENT)
         consumer_hold(&d->consumer, &d->ev, &ref);
     else
@@ -462,6 +463,8 @@ static int start(struct clvd *d, char *err, size_t errlen)
         return -1;
     if (producer_open(&d->producer, &d->cfg, brokers, &d->consumer, &d->log, err, errlen) != 0)
         return -1;
+    d->store.rtt = &d->metrics.redis_rtt;
+    d->producer.latency = &d->metrics.latency;
     sweeper_init(&d->sweeper, (uint32_t)d->cfg.redis.shards);
     alerts_init(&d->alerts, &d->cfg, &d->log, d->sweeper.instance);
     if (sd_watchdog_enabled(0, &wd_usec) > 0)

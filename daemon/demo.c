@@ -77,6 +77,7 @@ static void on_demo_signal(int sig)
 #define SIM_START_MS 1735689600000LL /* 2025-01-01T00:00:00Z */
 #define SIM_END_MS 1767225600000LL   /* 2026-01-01T00:00:00Z */
 #define SIM_YEAR_MS (SIM_END_MS - SIM_START_MS)
+#define SIM_DAYS 365
 #define PACE_WALL_MS 32000LL /* wall time of the simulated year */
 
 #define DEMO_SHARDS 64
@@ -91,8 +92,7 @@ static void on_demo_signal(int sig)
 #define LINE_BURST 2.
 #define PRODUCE_BUDGET 20000 /* events per loop turn, so the screen stays live */
 #define WATCH_BUDGET 5000    /* output messages per loop turn */
-#define LEAD_DAYS 20         /* backlog bound, see update_limit */
-#define LEAD_STALL_MS 2000
+#define BACKLOG_MAX 60000    /* events produced but not yet seen applied, see backlog() */
 
 /* The generative model, in days and the shop's currency.  BG/NBD: while
  * alive a customer buys at Poisson rate lambda ~ Gamma(BG_R, rate BG_ALPHA)
@@ -279,12 +279,35 @@ struct shop {
     size_t nheap;
     long n;
     int idwidth;
-    int next_bad;      /* index into bad_events of the next one to produce */
-    clv_ms last_ts;    /* event time of the last event produced */
-    long customers_on; /* customers with at least one event produced */
+    int next_bad;               /* index into bad_events of the next one to produce */
+    clv_ms last_ts;             /* event time of the last event produced */
+    long customers_on;          /* customers with at least one event produced */
+    uint64_t events;            /* shop events produced */
+    uint64_t through[SIM_DAYS]; /* events produced up to the end of each finished day */
+    long day;                   /* day of the last event produced, -1 none */
     uint64_t produced[3];
     uint64_t bad_produced;
 };
+
+/* Count an event of time ts (events come in time order). */
+static void shop_count(struct shop *s, clv_ms ts)
+{
+    long day = (long)((ts - SIM_START_MS) / CLV_MS_PER_DAY);
+
+    for (; s->day < day; s->day++)
+        if (s->day >= 0)
+            s->through[s->day] = s->events;
+    s->day = day;
+    s->events++;
+}
+
+/* Events produced with a time on or before `day` (-1: none). */
+static uint64_t shop_events_through(const struct shop *s, long day)
+{
+    if (day < 0)
+        return 0;
+    return day >= s->day ? s->events : s->through[day];
+}
 
 static clv_ms days_ms(double days)
 {
@@ -423,6 +446,7 @@ static int shop_init(struct shop *s, long n, uint64_t seed, char *err, size_t er
         return -1;
     }
     s->n = n;
+    s->day = -1;
     s->idwidth = 4;
     for (long m = n - 1; m >= 10000; m /= 10)
         s->idwidth++;
@@ -1118,7 +1142,7 @@ struct demo {
     enum demo_phase phase;
     clv_ms t_warm, t_start, t_produced, t_settled; /* monotonic */
     clv_ms t_consuming;                            /* the first output arrived: clvd consumes */
-    clv_ms limit, lead_base, lead_moved;           /* backlog bound, see update_limit */
+    int blocked;                                   /* production waits for clvd, see backlog() */
     int interrupted;
 };
 
@@ -1284,6 +1308,7 @@ static int produce_one(struct demo *d, char *err, size_t errlen)
     if (sender_send(&d->snd, type, id, buf, len, err, errlen) != 0)
         return -1;
     s->produced[type]++;
+    shop_count(s, c->next_ts);
     s->last_ts = c->next_ts;
     shopper_advance(c);
     if (c->next_type < 0)
@@ -1315,24 +1340,15 @@ static clv_ms sim_due(const struct demo *d, clv_ms now)
     return SIM_START_MS + (now - d->t_start) * (SIM_YEAR_MS / PACE_WALL_MS);
 }
 
-/* A bounded backlog: events go out at most LEAD_DAYS ahead of the newest
- * transition seen, for the embedded Kafka keeps only ~5 MB per partition.
- * It binds with --fast (and if clvd cannot keep up with the pace); it also
- * keeps every input partition fed, so none sits idle while others run ahead.
- * When nothing has come out for LEAD_STALL_MS while clvd consumes -- a tiny
- * shop can go weeks without a transition -- the limit moves on by LEAD_DAYS. */
-static void update_limit(struct demo *d, clv_ms now)
+/* Events with times up to the newest transition seen have been consumed
+ * (transitions come out once the watermark passes them); the rest is the
+ * backlog that the embedded Kafka must hold, and it keeps only ~5 MB per
+ * partition.  Bounding it binds with --fast, or if clvd cannot keep up. */
+static uint64_t backlog(const struct demo *d)
 {
-    clv_ms base = d->w.max_at > d->lead_base ? d->w.max_at : d->lead_base;
-    int blocked = d->shop.nheap > 0 && d->shop.sh[d->shop.heap[0]].next_ts > d->limit;
+    long day = d->w.max_at ? (long)((d->w.max_at - SIM_START_MS) / CLV_MS_PER_DAY) - 1 : -1;
 
-    if (blocked && d->t_consuming && now - d->w.last_msg > LEAD_STALL_MS &&
-        now - d->lead_moved > LEAD_STALL_MS) {
-        base += LEAD_DAYS * CLV_MS_PER_DAY;
-        d->lead_base = base;
-        d->lead_moved = now;
-    }
-    d->limit = base + LEAD_DAYS * CLV_MS_PER_DAY;
+    return d->shop.events - shop_events_through(&d->shop, day);
 }
 
 /* Produce what is due by now; returns how many, -1 on error. */
@@ -1341,12 +1357,9 @@ static int produce_due(struct demo *d, clv_ms now, char *err, size_t errlen)
     clv_ms until = sim_due(d, now);
     int n = 0;
 
-    update_limit(d, now);
-    if (until > d->limit)
-        until = d->limit;
-
     while (n < PRODUCE_BUDGET && d->shop.nheap > 0 &&
-           d->shop.sh[d->shop.heap[0]].next_ts <= until) {
+           d->shop.sh[d->shop.heap[0]].next_ts <= until &&
+           !(d->blocked = backlog(d) >= BACKLOG_MAX)) {
         if (bad_due(d, d->shop.sh[d->shop.heap[0]].next_ts) && produce_bad(d, err, errlen) != 0)
             return -1;
         if (produce_one(d, err, errlen) != 0)
@@ -1540,8 +1553,8 @@ static void progress_year(struct demo *d, clv_ms now)
     clv_ms sim = d->shop.last_ts;
     char day[16], outs[16] = "-", bar[128];
 
-    if (d->phase == PHASE_PRODUCING && !d->opt.fast)
-        sim = sim_due(d, now) < d->limit ? sim_due(d, now) : d->limit;
+    if (d->phase == PHASE_PRODUCING && !d->opt.fast && !d->blocked)
+        sim = sim_due(d, now);
     if (d->w.max_at)
         format_day(d->w.max_at, outs, sizeof(outs));
     sim = sim < SIM_START_MS ? SIM_START_MS : sim > SIM_END_MS ? SIM_END_MS : sim;
@@ -1596,7 +1609,7 @@ static int daemon_failed(struct demo *d, char *err, size_t errlen)
 
 /* Before the year: one bad event, and wait for its dead letter, so that the
  * simulated clock starts when clvd is consuming.  Not with --fast: then the
- * first LEAD_DAYS are produced while clvd is still joining, so that every
+ * first events are produced while clvd is still joining, so that every
  * input partition has its backlog at the first fetch.  A burst produced
  * after clvd has sat idle for clock.idle_after would let the partitions that
  * deliver first move the watermark past events still on their way in the
@@ -1655,8 +1668,6 @@ static int step(struct demo *d, clv_ms now, char *err, size_t errlen)
 static int run_loop(struct demo *d, char *err, size_t errlen)
 {
     d->t_warm = clv_mono_ms();
-    d->lead_base = SIM_START_MS;
-    d->limit = SIM_START_MS + LEAD_DAYS * CLV_MS_PER_DAY;
     while (d->phase != PHASE_DONE) {
         clv_ms now = clv_mono_ms();
         int seen, done;

@@ -493,6 +493,7 @@ static void capture_init(struct event_parser *p, enum clv_event_type topic_type,
     ev->src_partition = -1;
     ev->src_offset = -1;
     ev->src_frontier = -1;
+    ev->src_ts = 0;
     ev->amount = 0;
     ev->event_id[0] = ev->customer_id[0] = ev->channel[0] = '\0';
     ev->event_id_len = ev->customer_id_len = 0;

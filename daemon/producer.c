@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "keys.h"
+#include "metrics.h"
 
 enum dr_kind { DR_OUTBOX, DR_DEAD_LETTER, DR_PLAIN };
 
@@ -14,6 +15,7 @@ struct clv_dr_ref {
     enum clv_out_topic topic;
     struct clv_msgref input; /* DR_DEAD_LETTER */
     uint32_t shard;          /* DR_OUTBOX */
+    clv_ms input_ts;         /* DR_OUTBOX: earliest input timestamp behind it, 0 none */
     size_t fieldlen;
     char field[];
 };
@@ -64,6 +66,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     p->delivered[r->topic]++;
+    if (r->input_ts > 0 && p->latency)
+        histogram_observe(p->latency, (double)(clv_now_ms() - r->input_ts) / 1000.0);
     if (r->kind == DR_DEAD_LETTER)
         consumer_done(p->consumer, &r->input);
     if (r->kind == DR_OUTBOX)
@@ -180,11 +184,12 @@ static int produce(struct clv_producer *p, enum clv_out_topic topic, const char 
 
 int producer_send_outbox(struct clv_producer *p, enum clv_out_topic topic, uint32_t shard,
                          const char *field, size_t fieldlen, const char *key, size_t keylen,
-                         const char *payload, size_t len)
+                         const char *payload, size_t len, clv_ms input_ts)
 {
     struct clv_dr_ref *r = ref_new(DR_OUTBOX, topic, fieldlen);
 
     r->shard = shard;
+    r->input_ts = input_ts;
     memcpy(r->field, field, fieldlen);
     if (produce(p, topic, key, keylen, payload, len, r) != 0) {
         p->drain_needed = 1;
@@ -212,7 +217,7 @@ void producer_send_batch(struct clv_producer *p, const struct clv_batch *b)
             continue; /* rendered for an attempt that lost a compare-and-set */
         fl = state_outbox_field(field, sizeof(field), m->topic, m->seq, it->id, it->idlen);
         producer_send_outbox(p, m->topic, it->shard, field, fl, it->id, it->idlen,
-                             b->out.buf + m->off, m->len);
+                             b->out.buf + m->off, m->len, it->input_ts);
     }
 }
 
@@ -234,11 +239,13 @@ int producer_trim_outbox(struct clv_producer *p, struct clv_store *st)
     const char *argv[3] = {"HDEL", key, NULL};
     size_t argvlen[3] = {4, 0, 0};
     size_t n = p->nacked;
+    double t0;
 
     if (n == 0)
         return 0;
     if (!store_connected(st))
         return -1;
+    t0 = store_pipeline_begin();
     for (size_t i = 0; i < n; i++) {
         struct clv_dr_ref *r = p->acked[i];
         argvlen[1] = keys_outbox(key, p->cfg->redis.key_prefix, r->shard);
@@ -246,13 +253,13 @@ int producer_trim_outbox(struct clv_producer *p, struct clv_store *st)
         argvlen[2] = r->fieldlen;
         store_append_argv(st, 3, argv, argvlen);
     }
-    st->round_trips++;
     for (size_t i = 0; i < n; i++) {
         redisReply *rep = store_read_reply(st);
         if (rep == NULL)
             return -1; /* the entries stay; a later trim or drain handles them */
         freeReplyObject(rep);
     }
+    store_pipeline_end(st, t0);
     for (size_t i = 0; i < n; i++)
         free(p->acked[i]);
     p->nacked = 0;
@@ -300,7 +307,7 @@ static int drain_shard(struct clv_producer *p, struct clv_store *st, uint32_t sh
             log_warn(p->log, "outbox %s: malformed field skipped", key);
             continue;
         }
-        producer_send_outbox(p, topic, shard, f->str, f->len, id, idlen, v->str, v->len);
+        producer_send_outbox(p, topic, shard, f->str, f->len, id, idlen, v->str, v->len, 0);
         n++;
     }
     freeReplyObject(r);

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "keys.h"
+#include "metrics.h"
 
 extern const char clv_lua_apply[], clv_lua_sweep[], clv_lua_clock[], clv_lua_lease[];
 
@@ -22,6 +24,20 @@ static const char *const script_source[CLV_SCRIPT_COUNT] = {
 #define MAX_CAS_ROUNDS 32
 
 /* ---- connection ------------------------------------------------------------ */
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void observe_rtt(struct clv_store *st, double started)
+{
+    if (st->rtt)
+        histogram_observe(st->rtt, mono_seconds() - started);
+}
 
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg)
 {
@@ -56,12 +72,15 @@ redisReply *store_command(struct clv_store *st, const char *fmt, ...)
 {
     va_list ap;
     redisReply *r;
+    double t0;
 
     if (st->ctx == NULL)
         return NULL;
+    t0 = mono_seconds();
     va_start(ap, fmt);
     r = redisvCommand(st->ctx, fmt, ap);
     va_end(ap);
+    observe_rtt(st, t0);
     st->round_trips++;
     st->commands++;
     if (r == NULL)
@@ -73,15 +92,29 @@ redisReply *store_command_argv(struct clv_store *st, int argc, const char **argv
                                const size_t *argvlen)
 {
     redisReply *r;
+    double t0;
 
     if (st->ctx == NULL)
         return NULL;
+    t0 = mono_seconds();
     r = redisCommandArgv(st->ctx, argc, argv, argvlen);
+    observe_rtt(st, t0);
     st->round_trips++;
     st->commands++;
     if (r == NULL)
         drop_broken(st);
     return r;
+}
+
+double store_pipeline_begin(void)
+{
+    return mono_seconds();
+}
+
+void store_pipeline_end(struct clv_store *st, double started)
+{
+    st->round_trips++;
+    observe_rtt(st, started);
 }
 
 void store_append_argv(struct clv_store *st, int argc, const char **argv, const size_t *argvlen)
@@ -398,6 +431,7 @@ static struct clv_item *item_for(struct clv_batch *b, const char *id, size_t idl
     it->shard = keys_shard_of(id, idlen, shards);
     it->ev_head = it->ev_tail = -1;
     it->advance_to = 0;
+    it->input_ts = 0;
     it->done = 0;
     return it;
 }
@@ -410,6 +444,8 @@ void batch_add_event(struct clv_batch *b, const struct clv_event *ev, uint32_t s
     b->events = grow(b->events, &b->events_cap, b->nevents + 1, sizeof(*b->events));
     b->ev_next = grow(b->ev_next, &cap, b->nevents + 1, sizeof(*b->ev_next));
     b->events[b->nevents] = *ev;
+    if (ev->src_ts > 0 && (it->input_ts == 0 || ev->src_ts < it->input_ts))
+        it->input_ts = ev->src_ts;
     b->ev_next[b->nevents] = -1;
     if (it->ev_tail >= 0)
         b->ev_next[it->ev_tail] = b->nevents;
@@ -465,6 +501,7 @@ static int read_states(struct clv_store *st, struct clv_batch *b, char *err, siz
     char key[CLV_KEY_MAX];
     const char *argv[2] = {"GET", key};
     size_t argvlen[2] = {3, 0};
+    double t0 = store_pipeline_begin();
     int rc = 0;
 
     for (int i = 0; i < b->nitems; i++) {
@@ -472,7 +509,6 @@ static int read_states(struct clv_store *st, struct clv_batch *b, char *err, siz
         argvlen[1] = keys_customer(key, st->cfg->key_prefix, it->shard, it->id, it->idlen);
         store_append_argv(st, 2, argv, argvlen);
     }
-    st->round_trips++;
     for (int i = 0; i < b->nitems; i++) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
@@ -487,6 +523,7 @@ static int read_states(struct clv_store *st, struct clv_batch *b, char *err, siz
             rc = -1;
         freeReplyObject(r);
     }
+    store_pipeline_end(st, t0);
     return rc;
 }
 
@@ -739,13 +776,13 @@ static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, i
                          int *nredo, int *resend, int *nresend, char *err, size_t errlen)
 {
     struct clv_cas_args *a = &b->cas;
+    double t0 = store_pipeline_begin();
     int rc = 0;
 
     for (int i = 0; i < nsent; i++) {
         build_cas(st, b, sent[i], a);
         store_append_argv(st, a->argc, a->argv, a->argvlen);
     }
-    st->round_trips++;
     *nredo = *nresend = 0;
     for (int i = 0; i < nsent; i++) {
         struct clv_item *it = &b->items[sent[i]];
@@ -772,6 +809,7 @@ static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, i
         }
         freeReplyObject(r);
     }
+    store_pipeline_end(st, t0);
     return rc;
 }
 

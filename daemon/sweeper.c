@@ -55,15 +55,16 @@ int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, str
     char nows[32], limit[16], lease[16];
     uint32_t first = s->cursor;
     int queued = 0, rc = 0;
+    double t0;
 
     if (store_ensure(st, err, errlen) != 0)
         return -1;
     snprintf(nows, sizeof(nows), "%lld", (long long)now);
     snprintf(limit, sizeof(limit), "%d", s->per_shard);
     snprintf(lease, sizeof(lease), "%lld", (long long)s->lease_ms);
+    t0 = store_pipeline_begin();
     for (uint32_t i = 0; i < s->per_tick; i++)
         append_sweep(s, st, (first + i) % shards, nows, limit, lease);
-    st->round_trips++;
     for (uint32_t i = 0; i < s->per_tick; i++) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
@@ -78,6 +79,7 @@ int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, str
         }
         freeReplyObject(r); /* NIL: another instance holds the lease */
     }
+    store_pipeline_end(st, t0);
     if (rc != 0) {
         if (strstr(err, "NOSCRIPT"))
             store_load_scripts(st, err, errlen);

@@ -46,6 +46,7 @@ struct clv_event {
     int32_t src_partition;
     int64_t src_offset;
     int64_t src_frontier;
+    clv_ms src_ts; /* the Kafka message's timestamp, for the latency metric; 0 none */
 };
 
 struct clv_event_limits {

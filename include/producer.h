@@ -18,6 +18,8 @@
 #include "output.h"
 #include "state.h"
 
+struct clv_histogram;
+
 struct clv_producer {
     rd_kafka_t *rk;
     const struct clv_config *cfg;
@@ -32,6 +34,7 @@ struct clv_producer {
     int fatal; /* a dead letter could not be delivered */
     uint64_t produced[CLV_OUT_COUNT], delivered[CLV_OUT_COUNT], failed[CLV_OUT_COUNT];
     int64_t in_flight;
+    struct clv_histogram *latency; /* input timestamp -> delivery report, if wanted */
 };
 
 int producer_open(struct clv_producer *p, const struct clv_config *cfg, const char *brokers,
@@ -43,7 +46,7 @@ void producer_close(struct clv_producer *p);
  * `field`. */
 int producer_send_outbox(struct clv_producer *p, enum clv_out_topic topic, uint32_t shard,
                          const char *field, size_t fieldlen, const char *key, size_t keylen,
-                         const char *payload, size_t len);
+                         const char *payload, size_t len, clv_ms input_ts);
 
 /* Produce a message that is not in any outbox (alerts). */
 int producer_send_plain(struct clv_producer *p, enum clv_out_topic topic, const char *key,

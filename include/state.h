@@ -21,6 +21,8 @@
 #include "sbuf.h"
 #include "stages.h"
 
+struct clv_histogram; /* metrics.h */
+
 /* The Lua scripts, from daemon/lua/NAME.lua. */
 enum clv_script {
     CLV_SCRIPT_APPLY = 0,
@@ -40,6 +42,7 @@ struct clv_store {
     clv_ms backoff;
     int reconnected; /* set on each new connection; cleared by the owner */
     int fatal;       /* Redis holds another deployment: never retry */
+    struct clv_histogram *rtt; /* round-trip times, when the owner wants them */
 };
 
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);
@@ -63,7 +66,10 @@ redisReply *store_eval(struct clv_store *st, enum clv_script script, int nkeys, 
 int store_load_scripts(struct clv_store *st, char *err, size_t errlen);
 const char *store_script_sha(const struct clv_store *st, enum clv_script script);
 
-/* Pipelining: append commands, then read their replies in order. */
+/* Pipelining: append commands, then read their replies in order; bracket
+ * the whole with begin/end to count one round trip and time it. */
+double store_pipeline_begin(void);
+void store_pipeline_end(struct clv_store *st, double started);
 void store_append_argv(struct clv_store *st, int argc, const char **argv, const size_t *argvlen);
 redisReply *store_read_reply(struct clv_store *st);
 
@@ -75,6 +81,7 @@ struct clv_item {
     uint32_t shard;
     int ev_head, ev_tail; /* linked list of this customer's events, -1 if none */
     clv_ms advance_to;    /* apply deadlines up to here; 0 = only the events */
+    clv_ms input_ts;      /* earliest Kafka timestamp of its events, 0 none */
     int done;             /* written (or nothing to write) */
     int from_stage;       /* stage before the batch, for the counters */
     int from_buyer;       /* had purchased before the batch */
