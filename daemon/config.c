@@ -2181,6 +2181,7 @@ static int parse_buffer(struct loader *ld, const char *buf, size_t len)
         validate(ld) == 0)
         rc = 0;
     yaml_document_delete(&doc);
+    ld->doc = NULL; /* it pointed at this frame */
 out:
     yaml_parser_delete(&parser);
     return rc;

@@ -399,7 +399,7 @@ static void put_varint(struct wbuf *w, uint64_t v)
 /* zig-zag so small negative deltas stay small */
 static void put_svarint(struct wbuf *w, int64_t v)
 {
-    put_varint(w, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+    put_varint(w, ((uint64_t)v << 1) ^ (v < 0 ? UINT64_MAX : 0));
 }
 
 static void put_double(struct wbuf *w, double d)
