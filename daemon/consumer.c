@@ -461,10 +461,11 @@ static void heap_drop_revoked(struct clv_consumer *c)
         heap_down(c->heap, c->nheld, i);
 }
 
-/* Idle: nothing arrived for idle_after, and a fetch response has come back
- * (librdkafka then knows the high watermark).  Without the second condition a
- * partition whose first fetch is slow -- after a restart or a rebalance --
- * would let the watermark jump past events it has not delivered yet. */
+/* Idle: nothing arrived for idle_after, a fetch response has come back
+ * (librdkafka then knows the high watermark), and we have consumed up to it.
+ * Without the last two conditions a partition whose fetch is slow -- after a
+ * restart, a rebalance, or a burst after a quiet spell -- would let the
+ * watermark jump past events it has not delivered yet. */
 static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt, int topic,
                           int32_t p, clv_ms now_mono)
 {
@@ -474,7 +475,8 @@ static int partition_idle(const struct clv_consumer *c, const struct clv_partiti
     if (now_mono - last < c->cfg->clock.idle_after)
         return 0;
     rd_kafka_get_watermark_offsets(c->rk, input_topic(c->cfg, topic), p, &lo, &hi);
-    return hi >= 0;
+    /* and caught up with what the broker last said it holds */
+    return hi >= 0 && (pt->last_offset < 0 || pt->last_offset + 1 >= hi);
 }
 
 /* While the heap is full, only the partitions holding the watermark back

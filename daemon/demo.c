@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -851,6 +852,14 @@ static void screen_clear_progress(struct screen *sc)
     sc->progress_drawn = 0;
 }
 
+/* Leave the progress line on screen. */
+static void screen_end_progress(struct screen *sc)
+{
+    if (sc->progress_drawn)
+        fputc('\n', sc->out);
+    sc->progress_drawn = 0;
+}
+
 /* Per-kind token buckets: every kind of transition gets its share of the
  * screen, the common ones cannot crowd out the rare ones. */
 static int screen_admit(struct screen *sc, int kind, clv_ms now)
@@ -1357,6 +1366,8 @@ static int produce_due(struct demo *d, clv_ms now, char *err, size_t errlen)
     clv_ms until = sim_due(d, now);
     int n = 0;
 
+    d->blocked = 0;
+
     while (n < PRODUCE_BUDGET && d->shop.nheap > 0 &&
            d->shop.sh[d->shop.heap[0]].next_ts <= until &&
            !(d->blocked = backlog(d) >= BACKLOG_MAX)) {
@@ -1531,7 +1542,7 @@ static uint64_t transitions_seen(const struct demo *d)
 
 static void progress_bar(char *buf, size_t len, double frac)
 {
-    int cells = 20, full = (int)(frac * cells + 0.5);
+    int cells = 12, full = (int)(frac * cells + 0.5);
     size_t off = 0;
 
     for (int i = 0; i < cells && off + 4 < len; i++)
@@ -1547,11 +1558,11 @@ static void progress_rate(struct screen *sc, uint64_t produced, clv_ms now)
     sc->rate_at = now;
 }
 
-static void progress_year(struct demo *d, clv_ms now)
+static void progress_year(struct demo *d, clv_ms now, char *buf, size_t len)
 {
     struct screen *sc = &d->sc;
     clv_ms sim = d->shop.last_ts;
-    char day[16], outs[16] = "-", bar[128];
+    char day[16], outs[16] = "-", bar[128], rate[32];
 
     if (d->phase == PHASE_PRODUCING && !d->opt.fast && !d->blocked)
         sim = sim_due(d, now);
@@ -1561,11 +1572,29 @@ static void progress_year(struct demo *d, clv_ms now)
     format_day(sim, day, sizeof(day));
     progress_bar(bar, sizeof(bar), (double)(sim - SIM_START_MS) / (double)SIM_YEAR_MS);
     progress_rate(sc, produced_total(d), now);
-    fprintf(sc->out,
-            "%s ▕%s▏ %llu events  %llu transitions (%llu shown)  %.0f ev/s  outputs at %s%s", day,
-            bar, (unsigned long long)produced_total(d), (unsigned long long)transitions_seen(d),
-            (unsigned long long)sc->shown, sc->rate, outs,
-            d->phase == PHASE_SETTLING ? "  settling…" : "");
+    if (d->phase != PHASE_PRODUCING)
+        snprintf(rate, sizeof(rate), "%s", d->phase == PHASE_SETTLING ? "settling" : "done");
+    else
+        snprintf(rate, sizeof(rate), "%.0f/s", sc->rate);
+    /* "clvd at": the newest transition seen, i.e. how far clvd's clock is */
+    snprintf(buf, len, "%s ▕%s▏ %llu events  %llu transitions  %s  clvd at %s", day, bar,
+             (unsigned long long)produced_total(d), (unsigned long long)transitions_seen(d), rate,
+             outs + (d->w.max_at ? 5 : 0));
+}
+
+/* Cut a UTF-8 line to the terminal's width, so that \r can redraw it. */
+static void fit_width(char *line)
+{
+    struct winsize ws;
+    int cols = 0;
+
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col < 20)
+        return;
+    for (char *p = line; *p; p++)
+        if (((unsigned char)*p & 0xC0) != 0x80 && ++cols == ws.ws_col) {
+            *p = '\0';
+            return;
+        }
 }
 
 /* The progress line: redrawn in place on a terminal, a line every few
@@ -1573,22 +1602,24 @@ static void progress_year(struct demo *d, clv_ms now)
 static void progress(struct demo *d, clv_ms now, int force)
 {
     struct screen *sc = &d->sc;
+    char line[512];
 
     if (!force && now < sc->next_progress)
         return;
     sc->next_progress = now + (sc->tty ? PROGRESS_TTY_MS : PROGRESS_PLAIN_MS);
-    screen_clear_progress(sc);
-    if (!sc->tty)
-        fputs("[progress] ", sc->out);
     if (d->phase == PHASE_WARMING)
-        fprintf(sc->out, "waiting for clvd to join its consumer group (%.1f s)…",
-                (double)(now - d->t_warm) / 1000.);
+        snprintf(line, sizeof(line), "waiting for clvd to join its consumer group (%.1f s)…",
+                 (double)(now - d->t_warm) / 1000.);
     else
-        progress_year(d, now);
-    if (sc->tty)
+        progress_year(d, now, line, sizeof(line));
+    screen_clear_progress(sc);
+    if (sc->tty) {
+        fit_width(line);
+        fputs(line, sc->out);
         sc->progress_drawn = 1;
-    else
-        fputc('\n', sc->out);
+    } else {
+        fprintf(sc->out, "[progress] %s\n", line);
+    }
     fflush(sc->out);
 }
 
@@ -1686,7 +1717,7 @@ static int run_loop(struct demo *d, char *err, size_t errlen)
             sleep_ms(5);
     }
     progress(d, clv_mono_ms(), 1);
-    screen_clear_progress(&d->sc);
+    screen_end_progress(&d->sc);
     return 0;
 }
 
@@ -1763,13 +1794,16 @@ static void summary_topics(struct demo *d)
                 LINES_PER_KIND_PER_SEC);
 }
 
+/* Times are from the first event of the year (with --fast that includes
+ * clvd's group join, which paced runs wait for before the year starts). */
 static void summary_throughput(struct demo *d)
 {
     FILE *o = d->sc.out;
-    uint64_t produced = produced_total(d), valid = produced - d->shop.bad_produced;
-    clv_ms from = d->t_consuming > d->t_start ? d->t_consuming : d->t_start;
-    clv_ms prod_ms = d->t_produced - d->t_start, applied_ms = d->w.clock_seen - from;
+    uint64_t produced = produced_total(d), valid = produced - d->shop.bad_produced, outputs = 0;
+    clv_ms prod_ms = d->t_produced - d->t_start, applied_ms = d->w.clock_seen - d->t_start;
 
+    for (int t = 0; t < CLV_OUT_COUNT; t++)
+        outputs += d->w.msgs[t];
     fprintf(o,
             "\n  events produced  %llu (purchases %llu, logins %llu, visits %llu, bad %llu) in "
             "%.1f s: %.0f/s%s\n",
@@ -1778,15 +1812,14 @@ static void summary_throughput(struct demo *d)
             (unsigned long long)d->shop.produced[CLV_EV_VISIT],
             (unsigned long long)d->shop.bad_produced, (double)prod_ms / 1000.,
             per_sec(produced, prod_ms), d->opt.fast ? " (--fast)" : " (paced)");
-    fprintf(o, "  events applied   %llu in %.1f s: %.0f/s (until the last one's transition came)\n",
-            (unsigned long long)valid, (double)applied_ms / 1000., per_sec(valid, applied_ms));
     fprintf(o,
-            "  startup          %.1f s until clvd consumed its first message (Kafka group join)\n",
+            "  events applied   %llu in %.1f s: %.0f/s (until the last one's transition came%s)\n",
+            (unsigned long long)valid, (double)applied_ms / 1000., per_sec(valid, applied_ms),
+            d->opt.fast ? ", group join included" : "");
+    fprintf(o, "  outputs          %llu messages, settled after %.1f s\n",
+            (unsigned long long)outputs, (double)(d->t_settled - d->t_start) / 1000.);
+    fprintf(o, "  startup          %.1f s until clvd's first output (embedded Kafka group join)\n",
             (double)(d->t_consuming - d->t_warm) / 1000.);
-    fprintf(o, "  outputs          %llu messages; settled %.1f s after the start of the year\n",
-            (unsigned long long)(d->w.msgs[0] + d->w.msgs[1] + d->w.msgs[2] + d->w.msgs[3] +
-                                 d->w.msgs[4] + d->w.msgs[5]),
-            (double)(d->t_settled - d->t_start) / 1000.);
 }
 
 static int summary(struct demo *d, char *err, size_t errlen)
@@ -1797,8 +1830,8 @@ static int summary(struct demo *d, char *err, size_t errlen)
     if (redis_stage_counts(d->redis.sock, d->cfg.redis.key_prefix, d->cfg.redis.shards, counts, err,
                            errlen) != 0)
         return -1;
-    fprintf(d->sc.out, "\n── clvd demo: 2025-01-01 → 2026-01-01, %ld customers, seed %llu ──\n",
-            d->opt.customers, (unsigned long long)d->opt.seed);
+    fprintf(d->sc.out, "\n── clvd demo: 2025-01-01 → 2026-01-01, %ld customer%s, seed %llu ──\n",
+            d->opt.customers, d->opt.customers == 1 ? "" : "s", (unsigned long long)d->opt.seed);
     ok = summary_stages(d, counts) == 0;
     summary_topics(d);
     summary_throughput(d);
@@ -1831,11 +1864,15 @@ static int setup(struct demo *d, char *err, size_t errlen)
 
 static void intro(struct demo *d)
 {
+    char pace[32] = " as fast as possible";
+
+    if (!d->opt.fast)
+        snprintf(pace, sizeof(pace), " in ~%lld s", PACE_WALL_MS / 1000);
     fprintf(d->sc.out,
-            "clvd demo: %ld customers (seed %llu), simulated year 2025%s; Kafka %s (embedded), "
+            "clvd demo: %ld customer%s (seed %llu), simulated year 2025%s; Kafka %s (embedded), "
             "Redis %s\n",
-            d->opt.customers, (unsigned long long)d->opt.seed,
-            d->opt.fast ? " as fast as possible" : " in ~32 s", d->emb.bootstraps, d->redis.sock);
+            d->opt.customers, d->opt.customers == 1 ? "" : "s", (unsigned long long)d->opt.seed,
+            pace, d->emb.bootstraps, d->redis.sock);
     if (!d->opt.quiet)
         fprintf(d->sc.out, "%-10s  %-6s %12s   %-12s %s\n", "date", "id", "from", "to",
                 "(reason)  CLV");

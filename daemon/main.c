@@ -49,7 +49,9 @@ int main(int argc, char **argv)
     struct clvd_options opt = {DEFAULT_CONFIG, 0};
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+    /* "+": stop at the first non-option, so "clvd demo --fast" leaves
+     * --fast to the demo */
+    while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             opt.config_path = optarg;

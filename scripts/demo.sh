@@ -14,4 +14,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh </dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release </dev/null >/dev/null
 cmake --build build -j"$(nproc)" --target clvd </dev/null
-exec build/clvd --demo "$@" </dev/null
+exec build/clvd demo "$@" </dev/null
