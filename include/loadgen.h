@@ -6,7 +6,7 @@
  * yields events of all customers in time order (loadgen_next), or calls a
  * callback for each (loadgen_run).  Memory is O(customers active at once).
  *
- * The generative process (docs/clv.md, "loadgen"):
+ * The generative process (docs/clv.md, "Synthetic customers"):
  *   - buyers arrive (first purchase) uniformly over the acquisition window;
  *   - each draws lambda ~ Gamma(r, alpha) (purchases per model time unit),
  *     p ~ Beta(a, b), nu ~ Gamma(q, gamma);
@@ -19,8 +19,8 @@
  *     prospect_visits times on average over the rest of the period.
  * The purchases are exactly the model's whatever the logins, visits and
  * prospects: each buyer draws its purchases from a random stream of its own,
- * so the same seed gives the same purchases with any mix (and `--format csv`
- * the same purchases as the Kafka run).
+ * so the same seed and number of buyers give the same purchases with any mix
+ * (and `--format csv` the same purchases as the Kafka run).
  *
  * Two uses:
  *   LOADGEN_MODEL  model-faithful: every customer is a buyer; logins and
