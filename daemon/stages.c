@@ -431,8 +431,13 @@ enum clv_apply_result stages_apply_event(struct clv_customer *c, const struct cl
     if (!in_order)
         return CLV_APPLIED;
     if (ev->type == CLV_EV_PURCHASE) {
+        int first = out->n;
         purchase_transition(c, r, ev, out);
         tier_upgrade(c, r, ev->ts, out);
+        /* snapshots are as of `at`: a stage change at the purchase shows the
+         * tier the same purchase reached */
+        for (int i = first; i < out->n; i++)
+            out->t[i].snap.tier = c->tier;
     } else {
         visit_transition(c, r, ev, out);
     }
