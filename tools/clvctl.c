@@ -6,7 +6,10 @@
  * adding a row.  Exit status: 0 success, 1 failure, 2 usage.
  *
  * This file: the shared helpers (clvctl.h), `fit` from a file, dispatch.
- * `fit --redis`: clvctl_fit_redis.c.  `loadgen`: clvctl_loadgen.c. */
+ * `fit --redis`: clvctl_fit_redis.c.  `loadgen`: clvctl_loadgen.c.
+ * `customer`, `stats`, `replay`: clvctl_NAME.c.  Reaching clvd's Redis (one
+ * server or a cluster, the shard count, the deployment's clock):
+ * clvctl_redis.c.  The idempotent producer: clvctl_kafka.c. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -114,9 +117,15 @@ void format_day(int32_t day, char buf[DATE_BUF])
 
 void progress_init(struct progress *p, int wanted)
 {
-    p->on = wanted && isatty(STDERR_FILENO);
-    p->drawn = 0;
-    p->next = 0;
+    *p = (struct progress){.on = wanted && isatty(STDERR_FILENO), .every = 100};
+}
+
+void progress_init_lines(struct progress *p, const char *label, clv_ms every_ms)
+{
+    progress_init(p, 1);
+    if (!p->on)
+        *p = (struct progress){
+            .lines = 1, .every = every_ms, .label = label, .next = clv_mono_ms() + every_ms};
 }
 
 void progress_show(struct progress *p, double fraction, const char *text, int force)
@@ -125,13 +134,17 @@ void progress_show(struct progress *p, double fraction, const char *text, int fo
     clv_ms now;
     int fill;
 
-    if (!p->on)
+    if (!p->on && !p->lines)
         return;
     now = clv_mono_ms();
     if (!force && now < p->next)
         return;
-    p->next = now + 100;
+    p->next = now + p->every;
     fraction = fraction < 0.0 ? 0.0 : fraction > 1.0 ? 1.0 : fraction;
+    if (p->lines) {
+        fprintf(stderr, "%s: %3d%%  %s\n", p->label, (int)(fraction * 100.0), text);
+        return;
+    }
     fill = (int)(fraction * PROGRESS_WIDTH);
     fprintf(stderr, "\r[%.*s%*s] %3d%%  %s\033[K", fill, bar, PROGRESS_WIDTH - fill, "",
             (int)(fraction * 100.0), text);
@@ -224,7 +237,7 @@ static int set_redis_port(struct fit_opts *o, const char *v)
         fprintf(stderr, "clvctl fit: --redis-port wants 1..65535, not '%s'\n", v);
         return -1;
     }
-    o->redis.port = (int)port;
+    o->redis.conn.port = (int)port;
     return 0;
 }
 
@@ -244,10 +257,10 @@ static int fit_string_option(int argc, char **argv, int *i, struct fit_opts *o, 
     const struct {
         const char *name;
         const char **dest;
-    } opts[] = {{"--config", &o->redis.config_path},
-                {"--redis-socket", &o->redis.socket},
-                {"--redis-host", &o->redis.host},
-                {"--prefix", &o->redis.prefix}};
+    } opts[] = {{"--config", &o->redis.conn.config_path},
+                {"--redis-socket", &o->redis.conn.socket},
+                {"--redis-host", &o->redis.conn.host},
+                {"--prefix", &o->redis.conn.prefix}};
 
     for (size_t k = 0; k < CLV_ARRAY_LEN(opts); k++) {
         const char *v = option_value(argc, argv, i, opts[k].name);
@@ -291,8 +304,9 @@ static int fit_option(int argc, char **argv, int *i, struct fit_opts *o)
 /* Options that belong to one kind of source only. */
 static int fit_check_combination(const struct fit_opts *o)
 {
-    int redis_only = o->redis.config_path || o->redis.socket || o->redis.host || o->redis.port ||
-                     o->redis.prefix || o->redis.have_now;
+    const struct redis_opts *c = &o->redis.conn;
+    int redis_only =
+        c->config_path || c->socket || c->host || c->port || c->prefix || o->redis.have_now;
 
     if (o->source == FIT_SRC_REDIS && o->have_calibration_end) {
         fprintf(stderr, "clvctl fit: with --redis, give the end of observation as --now\n");
@@ -302,7 +316,7 @@ static int fit_check_combination(const struct fit_opts *o)
         fprintf(stderr, "clvctl fit: --config, --redis-*, --prefix and --now go with --redis\n");
         return -1;
     }
-    if (o->redis.socket && (o->redis.host || o->redis.port)) {
+    if (c->socket && (c->host || c->port)) {
         fprintf(stderr, "clvctl fit: give --redis-socket or --redis-host/--redis-port\n");
         return -1;
     }
@@ -446,6 +460,9 @@ out:
 /* ---- dispatch --------------------------------------------------------- */
 
 static const struct command commands[] = {
+    {"customer", cmd_customer, "one customer's state, stage, scores and next deadline, as JSON"},
+    {"stats", cmd_stats, "customers per stage, churn rate, due index, outbox, alert state"},
+    {"replay", cmd_replay, "produce a JSONL, CSV or CDNOW history into the input topics"},
     {"fit", cmd_fit, "fit BG/NBD and Gamma-Gamma to a transaction history or to Redis"},
     {"loadgen", cmd_loadgen, "synthetic customers (BG/NBD, Gamma-Gamma) to a file or Kafka"},
 };

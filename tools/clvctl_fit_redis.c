@@ -7,11 +7,9 @@
  * scan is over (the default end of observation is the last purchase day
  * seen), exactly as stages.c feeds clv_predict().  On a cluster every
  * master is scanned.  SCAN may return a key twice (while Redis rehashes); a
- * set of 64-bit key hashes drops the repeats.  hiredis directly: a tool
- * needs none of state.c's scripts or reconnection. */
+ * set of 64-bit key hashes drops the repeats.  Connecting: clvctl_redis.c. */
 #include <hiredis/hiredis.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,18 +23,6 @@
 #include "timeutil.h"
 
 #define SCAN_COUNT 1000
-#define MAX_MASTERS 256
-
-struct redis_target {
-    const char *host;
-    int port;
-    const char *socket; /* NULL: host and port */
-    int db;
-    const char *user, *password;
-    int timeout_ms;
-    const char *prefix;
-    char seed_host[256]; /* a cluster's first seed, when host points here */
-};
 
 /* A set of 64-bit hashes, open addressing, at most half full; 0 marks a
  * free slot (a hash of 0 is stored as 1). */
@@ -190,21 +176,6 @@ static int take_state(struct redis_rows *r, const redisReply *reply)
     return redis_rows_push(r, &r->scratch);
 }
 
-static int reply_failed(redisContext *c, redisReply *reply, const char *what, char *err,
-                        size_t errlen)
-{
-    if (reply == NULL) {
-        clv_seterr(err, errlen, "redis %s: %s", what, c->errstr[0] ? c->errstr : "no reply");
-        return -1;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        clv_seterr(err, errlen, "redis %s: %s", what, reply->str);
-        freeReplyObject(reply);
-        return -1;
-    }
-    return 0;
-}
-
 /* GET every customer key of one SCAN page, pipelined. */
 static int read_page(redisContext *c, const redisReply *keys, struct redis_rows *r,
                      const char *prefix, char *err, size_t errlen)
@@ -327,89 +298,6 @@ static int scan_node(redisContext *c, const char *prefix, struct redis_rows *r,
     return 0;
 }
 
-static int redis_command_ok(redisContext *c, const char *what, char *err, size_t errlen,
-                            const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *reply;
-
-    va_start(ap, fmt);
-    reply = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (reply_failed(c, reply, what, err, errlen) < 0)
-        return -1;
-    freeReplyObject(reply);
-    return 0;
-}
-
-/* Connect, AUTH and SELECT; NULL after a message. */
-static redisContext *redis_open(const struct redis_target *t, const char *host, int port,
-                                const char *socket, char *err, size_t errlen)
-{
-    struct timeval tv = {t->timeout_ms / 1000, (t->timeout_ms % 1000) * 1000};
-    redisContext *c =
-        socket ? redisConnectUnixWithTimeout(socket, tv) : redisConnectWithTimeout(host, port, tv);
-
-    if (c == NULL || c->err) {
-        if (socket)
-            clv_seterr(err, errlen, "redis unix:%s: %s", socket, c ? c->errstr : "out of memory");
-        else
-            clv_seterr(err, errlen, "redis %s:%d: %s", host, port, c ? c->errstr : "out of memory");
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    if (t->password && t->password[0] &&
-        ((t->user && t->user[0]
-              ? redis_command_ok(c, "AUTH", err, errlen, "AUTH %s %s", t->user, t->password)
-              : redis_command_ok(c, "AUTH", err, errlen, "AUTH %s", t->password)) < 0))
-        goto fail;
-    if (t->db != 0 && redis_command_ok(c, "SELECT", err, errlen, "SELECT %d", t->db) < 0)
-        goto fail;
-    return c;
-fail:
-    redisFree(c);
-    return NULL;
-}
-
-struct master {
-    char host[64];
-    int port;
-};
-
-/* The masters of a cluster from CLUSTER SLOTS; 0 when the server is not in
- * cluster mode (then it alone holds every key). */
-static int cluster_masters(redisContext *c, const struct redis_target *t, struct master *m, int max,
-                           int *n, char *err, size_t errlen)
-{
-    redisReply *reply = redisCommand(c, "CLUSTER SLOTS");
-
-    *n = 0;
-    if (reply == NULL)
-        return reply_failed(c, NULL, "CLUSTER SLOTS", err, errlen);
-    for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
-        const redisReply *range = reply->element[i], *node;
-        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3)
-            continue;
-        node = range->element[2];
-        if (node->type != REDIS_REPLY_ARRAY || node->elements < 2 ||
-            node->element[0]->type != REDIS_REPLY_STRING ||
-            node->element[1]->type != REDIS_REPLY_INTEGER)
-            continue;
-        /* an empty address means the node that answered */
-        const char *host = node->element[0]->len ? node->element[0]->str : t->host;
-        int port = (int)node->element[1]->integer, k;
-        for (k = 0; k < *n && !(m[k].port == port && strcmp(m[k].host, host) == 0); k++)
-            ;
-        if (k == *n && *n < max) {
-            snprintf(m[*n].host, sizeof(m[*n].host), "%s", host);
-            m[(*n)++].port = port;
-        }
-    }
-    freeReplyObject(reply);
-    return 0;
-}
-
 static int scan_all(const struct redis_target *t, struct redis_rows *r, char *err, size_t errlen)
 {
     struct master masters[MAX_MASTERS];
@@ -447,45 +335,6 @@ out:
     progress_end(&sp.bar);
     redisFree(c);
     return ret;
-}
-
-/* Where to connect: clvd.yaml's redis section (or its defaults), then the
- * command line.  The strings point into cfg or argv. */
-static void redis_target_from(const struct fit_redis_opts *o, const struct clv_config *cfg,
-                              struct redis_target *t)
-{
-    const struct clv_redis_config *rc = &cfg->redis;
-
-    *t = (struct redis_target){.host = rc->host,
-                               .port = rc->port,
-                               .socket =
-                                   rc->unix_socket && rc->unix_socket[0] ? rc->unix_socket : NULL,
-                               .db = rc->db,
-                               .user = rc->user,
-                               .password = rc->password,
-                               .timeout_ms = rc->timeout_ms,
-                               .prefix = rc->key_prefix};
-    if (rc->cluster && rc->nseeds > 0) {
-        /* a cluster: start from the first seed "host:port" */
-        const char *colon = strrchr(rc->seeds[0], ':');
-        size_t len = colon ? (size_t)(colon - rc->seeds[0]) : 0;
-        if (colon != NULL && len < sizeof(t->seed_host)) {
-            memcpy(t->seed_host, rc->seeds[0], len);
-            t->seed_host[len] = '\0';
-            t->host = t->seed_host;
-            t->port = atoi(colon + 1);
-            t->socket = NULL;
-        }
-    }
-    if (o->socket) {
-        t->socket = o->socket;
-    } else if (o->host || o->port) {
-        t->socket = NULL;
-        t->host = o->host ? o->host : t->host;
-        t->port = o->port ? o->port : t->port;
-    }
-    if (o->prefix)
-        t->prefix = o->prefix;
 }
 
 /* (x, t_x, T, m_x) in model units as of `now`, exactly as stages.c feeds
@@ -569,11 +418,11 @@ int fit_redis(const struct fit_redis_opts *o, double time_unit_days, char *err, 
         clv_seterr(err, errlen, "out of memory");
         return -1;
     }
-    have_cfg = (o->config_path ? config_load(o->config_path, &cfg, err, errlen)
-                               : config_defaults(&cfg, err, errlen)) == 0;
+    have_cfg = (o->conn.config_path ? config_load(o->conn.config_path, &cfg, err, errlen)
+                                    : config_defaults(&cfg, err, errlen)) == 0;
     if (!have_cfg)
         goto out;
-    redis_target_from(o, &cfg, &t);
+    redis_target_from(&o->conn, &cfg, &t);
     if (scan_all(&t, r, err, errlen) < 0)
         goto out;
     if (r->n == 0) {

@@ -21,7 +21,6 @@
 
 enum lg_format { LG_JSONL = 0, LG_CSV = 1 };
 
-#define LG_MAX_PROPS 32
 #define LG_JSON_MAX 512
 
 struct lg_opts {
@@ -33,7 +32,7 @@ struct lg_opts {
     const char *topics[3]; /* by enum clv_event_type */
     char topics_buf[256];
     double rate; /* events per second; 0: as fast as it goes */
-    const char *props[LG_MAX_PROPS];
+    const char *props[MAX_KAFKA_PROPS];
     int nprops;
 };
 
@@ -95,17 +94,7 @@ static int lg_set_model(struct lg_opts *o, const char *v)
 
 static int lg_set_topics(struct lg_opts *o, const char *v)
 {
-    char *save = NULL, *tok;
-    const enum clv_event_type order[3] = {CLV_EV_PURCHASE, CLV_EV_LOGIN, CLV_EV_VISIT};
-    int k = 0;
-
-    if (strlen(v) >= sizeof(o->topics_buf))
-        return lg_bad("--topics", v, "3 topic names P,L,V");
-    strcpy(o->topics_buf, v);
-    for (tok = strtok_r(o->topics_buf, ",", &save); tok != NULL && k < 3;
-         tok = strtok_r(NULL, ",", &save))
-        o->topics[order[k++]] = tok;
-    if (k != 3 || tok != NULL)
+    if (parse_topics(v, o->topics_buf, sizeof(o->topics_buf), o->topics) < 0)
         return lg_bad("--topics", v, "3 topic names P,L,V");
     return 0;
 }
@@ -128,18 +117,6 @@ static int lg_set_format(struct lg_opts *o, const char *v)
         o->format = LG_CSV;
     else
         return lg_bad("--format", v, "jsonl or csv");
-    return 0;
-}
-
-static int lg_set_prop(struct lg_opts *o, const char *v)
-{
-    if (strchr(v, '=') == NULL || v[0] == '=')
-        return lg_bad("-X", v, "KEY=VALUE");
-    if (o->nprops == LG_MAX_PROPS) {
-        fprintf(stderr, "clvctl loadgen: at most %d -X options\n", LG_MAX_PROPS);
-        return -1;
-    }
-    o->props[o->nprops++] = v;
     return 0;
 }
 
@@ -202,7 +179,7 @@ static int lg_other_option(const char *name, const char *v, struct lg_opts *o)
     }
     if (strcmp(name, "--topics") == 0)
         return lg_set_topics(o, v);
-    return lg_set_prop(o, v); /* -X */
+    return kafka_prop_add("loadgen", v, o->props, &o->nprops); /* -X */
 }
 
 static int loadgen_option(int argc, char **argv, int *i, struct lg_opts *o)
@@ -268,89 +245,25 @@ static int loadgen_parse_args(int argc, char **argv, struct lg_opts *o)
 }
 
 /* Where the events go. */
-struct lg_delivery {
-    uint64_t delivered, failed;
-    char first_error[CLV_ERRLEN];
-};
-
 struct lg_sink {
     FILE *out; /* a file format; NULL with Kafka */
     int close_out;
     enum lg_format format;
     rd_kafka_t *rk;
     const char *const *topics;
-    struct lg_delivery dr;
+    struct delivery dr;
     uint64_t written;
 };
-
-static void lg_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    struct lg_delivery *dr = opaque;
-
-    (void)rk;
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        dr->delivered++;
-        return;
-    }
-    if (dr->failed++ == 0)
-        snprintf(dr->first_error, sizeof(dr->first_error), "%s: %s", rd_kafka_topic_name(m->rkt),
-                 rd_kafka_err2str(m->err));
-}
-
-static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
-                     size_t errlen)
-{
-    char errstr[512];
-
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-        clv_seterr(err, errlen, "kafka %s: %s", key, errstr);
-        return -1;
-    }
-    return 0;
-}
-
-static int kafka_open(struct lg_sink *s, const struct lg_opts *o, char *err, size_t errlen)
-{
-    static const char *const defaults[][2] = {
-        {"enable.idempotence", "true"}, /* no duplicates or reordering on retries */
-        {"linger.ms", "5"},
-        {"message.timeout.ms", "60000"},
-        {"queue.buffering.max.messages", "1000000"},
-    };
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[512], prop[512];
-
-    if (kafka_set(conf, "bootstrap.servers", o->brokers, err, errlen) < 0)
-        goto fail;
-    for (size_t i = 0; i < CLV_ARRAY_LEN(defaults); i++)
-        if (kafka_set(conf, defaults[i][0], defaults[i][1], err, errlen) < 0)
-            goto fail;
-    for (int i = 0; i < o->nprops; i++) {
-        const char *eq = strchr(o->props[i], '=');
-        snprintf(prop, sizeof(prop), "%.*s", (int)(eq - o->props[i]), o->props[i]);
-        if (kafka_set(conf, prop, eq + 1, err, errlen) < 0)
-            goto fail;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, lg_delivered);
-    rd_kafka_conf_set_opaque(conf, &s->dr);
-    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (s->rk == NULL) {
-        clv_seterr(err, errlen, "kafka: %s", errstr);
-        goto fail;
-    }
-    return 0;
-fail:
-    rd_kafka_conf_destroy(conf);
-    return -1;
-}
 
 static int sink_open(struct lg_sink *s, const struct lg_opts *o, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->format = o->format;
     s->topics = o->topics;
-    if (o->brokers)
-        return kafka_open(s, o, err, errlen);
+    if (o->brokers) {
+        s->rk = kafka_producer(o->brokers, o->props, o->nprops, &s->dr, err, errlen);
+        return s->rk != NULL ? 0 : -1;
+    }
     s->out = stdout;
     if (o->output) {
         s->out = fopen(o->output, "w");
@@ -388,32 +301,6 @@ static size_t event_json(const struct loadgen_event *ev, char *buf, size_t bufle
     return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
 }
 
-static int kafka_produce(struct lg_sink *s, const struct loadgen_event *ev, const char *json,
-                         size_t len, char *err, size_t errlen)
-{
-    for (;;) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->topics[ev->type]),
-                              RD_KAFKA_V_KEY(ev->customer_id, strlen(ev->customer_id)),
-                              RD_KAFKA_V_VALUE((void *)json, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-            break;
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            clv_seterr(err, errlen, "kafka produce to %s: %s", s->topics[ev->type],
-                       rd_kafka_err2str(e));
-            return -1;
-        }
-        rd_kafka_poll(s->rk, 50); /* serve delivery reports to make room */
-    }
-    rd_kafka_poll(s->rk, 0);
-    if (s->dr.failed > 0) {
-        clv_seterr(err, errlen, "kafka delivery failed: %s", s->dr.first_error);
-        return -1;
-    }
-    return 0;
-}
-
 static int sink_write(struct lg_sink *s, const struct loadgen_event *ev, char *err, size_t errlen)
 {
     char json[LG_JSON_MAX], ts[32];
@@ -434,7 +321,8 @@ static int sink_write(struct lg_sink *s, const struct loadgen_event *ev, char *e
     }
     s->written++;
     if (s->rk != NULL)
-        return kafka_produce(s, ev, json, len, err, errlen);
+        return kafka_send(s->rk, &s->dr, s->topics[ev->type], ev->customer_id,
+                          strlen(ev->customer_id), json, len, err, errlen);
     json[len] = '\n';
     fwrite(json, 1, len + 1, s->out);
     return 0;
@@ -446,15 +334,8 @@ static int sink_close(struct lg_sink *s, int ok, char *err, size_t errlen)
     int ret = 0;
 
     if (s->rk != NULL) {
-        if (ok && rd_kafka_flush(s->rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            clv_seterr(err, errlen, "kafka: %d messages not delivered after 60 s",
-                       rd_kafka_outq_len(s->rk));
+        if (ok && kafka_finish(s->rk, &s->dr, 60000, err, errlen) < 0)
             ret = -1;
-        } else if (ok && s->dr.failed > 0) {
-            clv_seterr(err, errlen, "kafka: %llu messages failed, first: %s",
-                       (unsigned long long)s->dr.failed, s->dr.first_error);
-            ret = -1;
-        }
         rd_kafka_destroy(s->rk);
         s->rk = NULL;
     }
@@ -480,7 +361,9 @@ static void pace(struct lg_sink *s, double rate, clv_ms t0, uint64_t k)
     if (due <= now)
         return;
     if (s->rk != NULL) {
-        rd_kafka_poll(s->rk, (int)(due - now)); /* wait while serving reports */
+        /* wait while serving reports; a poll returns early when it serves one */
+        for (; now < due; now = clv_mono_ms())
+            rd_kafka_poll(s->rk, (int)(due - now));
     } else {
         struct timespec ts = {(time_t)((due - now) / 1000), (long)((due - now) % 1000) * 1000000L};
         nanosleep(&ts, NULL);
