@@ -324,6 +324,8 @@ void consumer_close(struct clv_consumer *c)
         free(c->parts[t]);
     }
     free(c->heap);
+    free(c->slab);
+    free(c->free_slots);
     memset(c, 0, sizeof(*c));
 }
 
@@ -374,26 +376,26 @@ int64_t consumer_lag(struct clv_consumer *c)
 
 /* ---- event clock: a binary heap of held events ------------------------------------ */
 
-static int held_before(const struct clv_held *a, const struct clv_held *b)
+static int held_before(const struct clv_heldkey *a, const struct clv_heldkey *b)
 {
-    if (a->ev.ts != b->ev.ts)
-        return a->ev.ts < b->ev.ts;
-    if (a->ref.topic != b->ref.topic)
-        return a->ref.topic < b->ref.topic;
-    if (a->ref.partition != b->ref.partition)
-        return a->ref.partition < b->ref.partition;
-    return a->ref.offset < b->ref.offset;
+    if (a->ts != b->ts)
+        return a->ts < b->ts;
+    if (a->topic != b->topic)
+        return a->topic < b->topic;
+    if (a->partition != b->partition)
+        return a->partition < b->partition;
+    return a->offset < b->offset;
 }
 
-static void heap_swap(struct clv_held *h, size_t i, size_t j)
+static void heap_swap(struct clv_heldkey *h, size_t i, size_t j)
 {
-    struct clv_held t = h[i];
+    struct clv_heldkey t = h[i];
 
     h[i] = h[j];
     h[j] = t;
 }
 
-static void heap_up(struct clv_held *h, size_t i)
+static void heap_up(struct clv_heldkey *h, size_t i)
 {
     while (i > 0 && held_before(&h[i], &h[(i - 1) / 2])) {
         heap_swap(h, i, (i - 1) / 2);
@@ -401,7 +403,7 @@ static void heap_up(struct clv_held *h, size_t i)
     }
 }
 
-static void heap_down(struct clv_held *h, size_t n, size_t i)
+static void heap_down(struct clv_heldkey *h, size_t n, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
@@ -416,34 +418,58 @@ static void heap_down(struct clv_held *h, size_t n, size_t i)
     }
 }
 
-void consumer_hold(struct clv_consumer *c, const struct clv_event *ev, const struct clv_msgref *ref)
+/* Grow heap, slab and free list together: at most heap_cap events held. */
+static void held_grow(struct clv_consumer *c)
 {
-    if (c->nheld == c->heap_cap) {
-        size_t ncap = c->heap_cap ? c->heap_cap * 2 : 1024;
-        struct clv_held *nh = realloc(c->heap, sizeof(*nh) * ncap);
-        if (nh == NULL)
-            abort();
-        c->heap = nh;
-        c->heap_cap = ncap;
-    }
-    c->heap[c->nheld] = (struct clv_held){*ev, *ref};
+    size_t ncap = c->heap_cap ? c->heap_cap * 2 : 1024;
+    struct clv_heldkey *nh = realloc(c->heap, sizeof(*nh) * ncap);
+    struct clv_held *ns = realloc(c->slab, sizeof(*ns) * ncap);
+    uint32_t *nf = realloc(c->free_slots, sizeof(*nf) * ncap);
+
+    if (nh == NULL || ns == NULL || nf == NULL)
+        abort();
+    c->heap = nh;
+    c->slab = ns;
+    c->free_slots = nf;
+    for (size_t i = ncap; i-- > c->heap_cap;)
+        c->free_slots[c->nfree++] = (uint32_t)i;
+    c->heap_cap = ncap;
+}
+
+void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
+                   const struct clv_msgref *ref)
+{
+    uint32_t slot;
+
+    if (c->nfree == 0)
+        held_grow(c);
+    slot = c->free_slots[--c->nfree];
+    c->slab[slot] = (struct clv_held){*ev, *ref};
+    c->heap[c->nheld] =
+        (struct clv_heldkey){ev->ts, ref->offset, ref->partition, ref->topic, slot};
     heap_up(c->heap, c->nheld++);
 }
 
 clv_ms consumer_applied_until(const struct clv_consumer *c)
 {
-    if (c->nheld > 0 && c->heap[0].ev.ts <= c->watermark)
-        return c->heap[0].ev.ts - 1;
+    if (c->nheld > 0 && c->heap[0].ts <= c->watermark)
+        return c->heap[0].ts - 1;
     return c->watermark;
+}
+
+static void heap_pop(struct clv_consumer *c)
+{
+    c->free_slots[c->nfree++] = c->heap[0].slot;
+    c->heap[0] = c->heap[--c->nheld];
+    heap_down(c->heap, c->nheld, 0);
 }
 
 int consumer_release(struct clv_consumer *c, struct clv_held *out)
 {
-    if (c->nheld == 0 || c->heap[0].ev.ts > c->watermark)
+    if (c->nheld == 0 || c->heap[0].ts > c->watermark)
         return 0;
-    *out = c->heap[0];
-    c->heap[0] = c->heap[--c->nheld];
-    heap_down(c->heap, c->nheld, 0);
+    *out = c->slab[c->heap[0].slot];
+    heap_pop(c);
     return 1;
 }
 
@@ -452,20 +478,18 @@ static void heap_drop_revoked(struct clv_consumer *c)
     size_t n = 0;
 
     for (size_t i = 0; i < c->nheld; i++) {
-        struct clv_partition *pt = partition(c, c->heap[i].ref.topic, c->heap[i].ref.partition);
-        if (pt && pt->assigned && pt->gen == c->heap[i].ref.gen)
-            c->heap[n++] = c->heap[i];
+        const struct clv_heldkey *k = &c->heap[i];
+        struct clv_partition *pt = partition(c, k->topic, k->partition);
+        if (pt && pt->assigned && pt->gen == c->slab[k->slot].ref.gen)
+            c->heap[n++] = *k;
+        else
+            c->free_slots[c->nfree++] = k->slot;
     }
     c->nheld = n;
     for (size_t i = n / 2 + 1; i-- > 0;)
         heap_down(c->heap, c->nheld, i);
 }
 
-/* Idle: nothing arrived for idle_after, a fetch response has come back
- * (librdkafka then knows the high watermark), and we have consumed up to it.
- * Without the last two conditions a partition whose fetch is slow -- after a
- * restart, a rebalance, or a burst after a quiet spell -- would let the
- * watermark jump past events it has not delivered yet. */
 static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt, int topic,
                           int32_t p, clv_ms now_mono)
 {

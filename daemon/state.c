@@ -346,7 +346,7 @@ void batch_free(struct clv_batch *b)
     free(b->items);
     free(b->index);
     free(b->msgs);
-    free(b->blobs);
+    sbuf_free(&b->blobs);
     free(b->trs);
     free(b->work);
     free(b->cas.argv);
@@ -592,14 +592,17 @@ static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *r
                         const struct clv_config *cfg, clv_ms now)
 {
     struct clv_item *it = &b->items[item];
-    unsigned char *blob = b->blobs + (size_t)item * CLV_STATE_MAX_BYTES;
 
     if (!compute_item(b, item, rules, cfg, now)) {
         it->bloblen = 0;
         return 0;
     }
     it->c.version++;
-    it->bloblen = customer_encode(&it->c, blob, CLV_STATE_MAX_BYTES);
+    sbuf_reserve(&b->blobs, CLV_STATE_MAX_BYTES);
+    it->blob_off = b->blobs.len;
+    it->bloblen = customer_encode(&it->c, (unsigned char *)b->blobs.buf + it->blob_off,
+                                  CLV_STATE_MAX_BYTES);
+    b->blobs.len += it->bloblen;
     it->due = stages_next_deadline(&it->c, rules);
     return 1;
 }
@@ -720,7 +723,7 @@ static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struc
     arg(a, a->keys[2], keys_outbox(a->keys[2], prefix, it->shard));
     arg(a, a->keys[3], keys_stats(a->keys[3], prefix, it->shard));
     arg(a, it->old_version, it->existed ? 8 : 0);
-    arg(a, (const char *)b->blobs + (size_t)item * CLV_STATE_MAX_BYTES, it->bloblen);
+    arg(a, b->blobs.buf + it->blob_off, it->bloblen);
     arg(a, it->id, it->idlen);
     if (it->due)
         snprintf(a->due, sizeof(a->due), "%lld", (long long)it->due);
@@ -827,16 +830,9 @@ static int reload_script(struct clv_store *st, char *err, size_t errlen)
 
 static void reserve_work(struct clv_batch *b)
 {
-    size_t need = (size_t)b->nitems * CLV_STATE_MAX_BYTES;
     int cap = b->work_cap;
 
-    if (b->blobs_cap < need) {
-        free(b->blobs);
-        b->blobs = malloc(need);
-        if (b->blobs == NULL)
-            abort();
-        b->blobs_cap = need;
-    }
+    sbuf_reset(&b->blobs);
     b->work = grow(b->work, &cap, 3 * b->nitems, sizeof(int));
     b->work_cap = cap;
 }

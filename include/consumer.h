@@ -52,6 +52,15 @@ struct clv_held {
     struct clv_msgref ref;
 };
 
+/* The heap orders small keys; the events themselves stay put in a slab. */
+struct clv_heldkey {
+    clv_ms ts;
+    int64_t offset;
+    int32_t partition;
+    int8_t topic;
+    uint32_t slot;
+};
+
 struct clv_consumer {
     rd_kafka_t *rk;
     const struct clv_config *cfg;
@@ -63,8 +72,10 @@ struct clv_consumer {
     int ever_assigned;
     int rebalanced; /* set on every assignment change; cleared by the owner */
     /* event clock */
-    struct clv_held *heap;
-    size_t nheld, heap_cap;
+    struct clv_heldkey *heap;
+    struct clv_held *slab;
+    uint32_t *free_slots;
+    size_t nheld, heap_cap, nfree;
     clv_ms watermark;
     int held_paused;
 };

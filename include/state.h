@@ -88,7 +88,7 @@ struct clv_item {
     int existed;
     char old_version[8];
     /* what the compare-and-set writes, kept so it can be re-sent as is */
-    size_t bloblen;
+    size_t blob_off, bloblen;
     clv_ms due;
     int msg_first, msg_count;
     int n_applied, n_duplicates;
@@ -145,8 +145,7 @@ struct clv_batch {
     struct clv_batch_stats stats;
     /* scratch reused by every batch */
     struct clv_transitions tr;
-    unsigned char *blobs; /* encoded states, CLV_STATE_MAX_BYTES per item */
-    size_t blobs_cap;
+    struct clv_sbuf blobs; /* encoded states, packed; item->blob_off into it */
     int *work;
     int work_cap;
     struct clv_cas_args cas;
