@@ -278,7 +278,7 @@ static void evaluate_rule(struct clv_alerts *a, struct clv_store *st, struct clv
     if (load_rule_state(st, rule->name, &firing, &seq) != 0)
         return;
     next = firing ? value >= rule->above * (1 - rule->hysteresis) : value > rule->above;
-    a->firing[i] = next;
+    a->firing[i] = firing;
     a->value[i] = value;
     if (next == firing)
         return;
@@ -286,6 +286,7 @@ static void evaluate_rule(struct clv_alerts *a, struct clv_store *st, struct clv
     render_alert(&b, rule, next, seq + 1, value, &a->pop, now);
     if (producer_send_plain(p, CLV_OUT_ALERTS, rule->name, strlen(rule->name), b.buf, b.len) == 0) {
         save_rule_state(st, rule->name, next, seq + 1);
+        a->firing[i] = next;
         a->published++;
         if (next)
             log_warn(a->log, "alert %s firing: value %.4f above %.4f", rule->name, value,
@@ -296,6 +297,18 @@ static void evaluate_rule(struct clv_alerts *a, struct clv_store *st, struct clv
     sbuf_free(&b);
 }
 
+/* Every instance reports the rules' states as Redis has them, so the
+ * gauges agree whichever instance evaluates. */
+static void read_rule_states(struct clv_alerts *a, struct clv_store *st)
+{
+    for (int i = 0; i < a->cfg->nalerts; i++) {
+        int firing;
+        long seq;
+        if (load_rule_state(st, a->cfg->alerts[i].name, &firing, &seq) == 0)
+            a->firing[i] = firing;
+    }
+}
+
 int alerts_tick(struct clv_alerts *a, struct clv_store *st, struct clv_producer *p, clv_ms now,
                 char *err, size_t errlen)
 {
@@ -303,7 +316,13 @@ int alerts_tick(struct clv_alerts *a, struct clv_store *st, struct clv_producer 
     clv_ms mono = clv_mono_ms();
     int rc = 0;
 
-    if (mono < a->next_mono || !store_connected(st))
+    if (!store_connected(st))
+        return 0;
+    if (!a->leader && mono >= a->next_state_mono) {
+        read_rule_states(a, st);
+        a->next_state_mono = mono + 1000;
+    }
+    if (mono < a->next_mono)
         return 0;
     a->next_mono = mono + a->every;
     if (a->cfg->nalerts > 0)

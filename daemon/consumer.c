@@ -542,6 +542,7 @@ clv_ms consumer_watermark(struct clv_consumer *c, clv_ms now_mono)
     /* With every partition idle nothing is on its way that lateness would
      * wait for: let the clock reach the newest event. */
     wm = active ? (slowest ? slowest - c->cfg->clock.lateness : 0) : fastest;
+    c->all_idle = !active;
     if (wm > c->watermark)
         c->watermark = wm;
     pause_runners_ahead(c, active ? slowest : fastest);

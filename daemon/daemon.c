@@ -236,6 +236,7 @@ static clv_ms clock_now(struct clvd *d)
               ? consumer_applied_until(&d->consumer)
               : 0;
     group = sweeper_group_clock(&d->sweeper, &d->store, own,
+                                d->consumer.all_idle && d->consumer.nheld == 0,
                                 d->cfg.clock.idle_after * 2 + 10 * CLV_MS_PER_SEC);
     return group < own || own == 0 ? group : own;
 }
@@ -489,7 +490,7 @@ static void shutdown_gracefully(struct clvd *d)
             producer_poll(&d->producer, 100);
     }
     if (d->cfg.clock.mode == CLV_CLOCK_EVENT && store_connected(&d->store))
-        sweeper_group_clock(&d->sweeper, &d->store, 0, 0); /* leave the group clock */
+        sweeper_group_clock(&d->sweeper, &d->store, 0, 0, 0); /* leave the group clock */
     producer_flush(&d->producer, 3000);
     producer_poll(&d->producer, 0);
     if (store_connected(&d->store))

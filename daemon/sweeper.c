@@ -90,11 +90,12 @@ int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, str
     return queued;
 }
 
-clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms own, clv_ms ttl)
+clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms own, int idle,
+                           clv_ms ttl)
 {
     char wkey[CLV_KEY_MAX], ekey[CLV_KEY_MAX], owns[32] = "", nows[32], ttls[32];
-    const char *argv[6] = {wkey, ekey, s->instance, owns, nows, ttls};
-    size_t argvlen[6];
+    const char *argv[7] = {wkey, ekey, s->instance, owns, nows, ttls, idle ? "1" : "0"};
+    size_t argvlen[7];
     redisReply *r;
     clv_ms group = 0;
 
@@ -103,9 +104,9 @@ clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms o
         snprintf(owns, sizeof(owns), "%lld", (long long)own);
     snprintf(nows, sizeof(nows), "%lld", (long long)clv_now_ms());
     snprintf(ttls, sizeof(ttls), "%lld", (long long)ttl);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         argvlen[i] = strlen(argv[i]);
-    r = store_eval(st, CLV_SCRIPT_CLOCK, 2, 6, argv, argvlen);
+    r = store_eval(st, CLV_SCRIPT_CLOCK, 2, 7, argv, argvlen);
     if (r == NULL)
         return 0;
     if (r->type == REDIS_REPLY_STRING)

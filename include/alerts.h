@@ -27,6 +27,7 @@ struct clv_alerts {
     char instance[96];
     clv_ms every;     /* evaluation period (wall clock) */
     clv_ms next_mono; /* next evaluation */
+    clv_ms next_state_mono; /* next refresh of the rules' states (non-leaders) */
     int leader;
     struct clv_population pop;
     int firing[CLV_MAX_ALERTS];

@@ -77,6 +77,7 @@ struct clv_consumer {
     uint32_t *free_slots;
     size_t nheld, heap_cap, nfree;
     clv_ms watermark;
+    int all_idle; /* every assigned partition idle at the last watermark */
     int held_paused;
 };
 

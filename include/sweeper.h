@@ -29,8 +29,10 @@ int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, str
                     char *err, size_t errlen);
 
 /* Event clock across instances: publish this instance's watermark (0 when it
- * holds no partition) and return the group's (the smallest of the live
- * instances holding partitions), or 0 when unknown. */
-clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms own, clv_ms ttl);
+ * holds no partition) and whether all its partitions are idle, and return
+ * the group's (the smallest of the live, active instances; the largest when
+ * all are idle), or 0 when unknown. */
+clv_ms sweeper_group_clock(struct clv_sweeper *s, struct clv_store *st, clv_ms own, int idle,
+                           clv_ms ttl);
 
 #endif

@@ -245,7 +245,7 @@ static int parse_labels(struct validator *v, const char **pp, char *rest, size_t
         val[vl] = '\0';
         p++;
         if (strcmp(key, "le") == 0)
-            snprintf(le, lelen, "%s", val);
+            snprintf(le, lelen, "%.*s", (int)(lelen - 1), val);
         else
             rl += (size_t)snprintf(rest + rl, rl < restlen ? restlen - rl : 0, "%s%s=\"%s\"",
                                    rl ? "," : "", key, val);
