@@ -122,8 +122,8 @@ static int read_population(struct clv_alerts *a, struct clv_store *st, struct cl
 {
     uint32_t shards = (uint32_t)st->cfg->shards;
     /* keep a week at least: `clvctl stats` reports churn over 24 h and 7 d */
-    clv_ms keep = longest_window(a->cfg) > 7 * CLV_MS_PER_DAY ? longest_window(a->cfg)
-                                                              : 7 * CLV_MS_PER_DAY;
+    clv_ms keep =
+        longest_window(a->cfg) > 7 * CLV_MS_PER_DAY ? longest_window(a->cfg) : 7 * CLV_MS_PER_DAY;
     int64_t oldest_hour = (now - keep - BUCKET_KEEP_MS) / CLV_MS_PER_HOUR;
     char key[CLV_KEY_MAX];
     const char *argv[2] = {"HGETALL", key};

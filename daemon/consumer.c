@@ -48,6 +48,7 @@ static void partition_reset(struct clv_partition *pt, uint32_t gen, clv_ms now_m
     pt->paused = 0;
     pt->high_watermark = -1;
     pt->last_offset = -1;
+    pt->start_offset = -1;
 }
 
 static void offq_push(struct clv_partition *pt, int64_t offset)
@@ -156,6 +157,25 @@ int64_t consumer_frontier(const struct clv_consumer *c, const struct clv_msgref 
 
 static void heap_drop_revoked(struct clv_consumer *c);
 
+/* Where each newly assigned partition starts: its committed offset.  The
+ * event clock needs it to tell "caught up" from "not fetched yet". */
+static void learn_start_offsets(struct clv_consumer *c, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t e = rd_kafka_committed(c->rk, l, 10000);
+
+    if (e)
+        log_warn(c->log, "kafka: committed offsets unknown (%s): assuming log start",
+                 rd_kafka_err2str(e));
+    for (int i = 0; !e && i < l->cnt; i++) {
+        int t = consumer_topic_index(c, l->elems[i].topic);
+        struct clv_partition *pt = partition(c, t, l->elems[i].partition);
+        if (pt && l->elems[i].offset >= 0)
+            pt->start_offset = l->elems[i].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void on_assign(struct clv_consumer *c, rd_kafka_topic_partition_list_t *parts)
 {
     clv_ms now = clv_mono_ms();
@@ -169,6 +189,9 @@ static void on_assign(struct clv_consumer *c, rd_kafka_topic_partition_list_t *p
         partition_reset(pt, c->gen, now);
         pt->assigned = 1;
     }
+    learn_start_offsets(c, parts);
+    /* inherited partitions may hold events far behind our old clock */
+    c->watermark = 0;
     if (c->assignment)
         rd_kafka_topic_partition_list_destroy(c->assignment);
     c->assignment = rd_kafka_topic_partition_list_copy(parts);
@@ -436,8 +459,7 @@ static void held_grow(struct clv_consumer *c)
     c->heap_cap = ncap;
 }
 
-void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
-                   const struct clv_msgref *ref)
+void consumer_hold(struct clv_consumer *c, const struct clv_event *ev, const struct clv_msgref *ref)
 {
     uint32_t slot;
 
@@ -445,8 +467,7 @@ void consumer_hold(struct clv_consumer *c, const struct clv_event *ev,
         held_grow(c);
     slot = c->free_slots[--c->nfree];
     c->slab[slot] = (struct clv_held){*ev, *ref};
-    c->heap[c->nheld] =
-        (struct clv_heldkey){ev->ts, ref->offset, ref->partition, ref->topic, slot};
+    c->heap[c->nheld] = (struct clv_heldkey){ev->ts, ref->offset, ref->partition, ref->topic, slot};
     heap_up(c->heap, c->nheld++);
 }
 
@@ -494,13 +515,17 @@ static int partition_idle(const struct clv_consumer *c, const struct clv_partiti
                           int32_t p, clv_ms now_mono)
 {
     clv_ms last = pt->last_msg_mono ? pt->last_msg_mono : pt->assigned_mono;
-    int64_t lo = -1, hi = -1;
+    int64_t lo = -1, hi = -1, next;
 
     if (now_mono - last < c->cfg->clock.idle_after)
         return 0;
     rd_kafka_get_watermark_offsets(c->rk, input_topic(c->cfg, topic), p, &lo, &hi);
+    if (hi < 0)
+        return 0;
     /* and caught up with what the broker last said it holds */
-    return hi >= 0 && (pt->last_offset < 0 || pt->last_offset + 1 >= hi);
+    next = pt->last_offset >= 0 ? pt->last_offset + 1
+                                : (pt->start_offset >= 0 ? pt->start_offset : lo);
+    return next >= hi;
 }
 
 /* While the heap is full, only the partitions holding the watermark back

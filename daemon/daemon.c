@@ -291,10 +291,45 @@ static void notify_systemd(struct clvd *d)
     }
 }
 
+static clv_ms days_earlier(double before, double after)
+{
+    return after < before ? (clv_ms)((before - after) * (double)CLV_MS_PER_DAY) + 1 : 0;
+}
+
+static clv_ms max_ms(clv_ms a, clv_ms b)
+{
+    return a > b ? a : b;
+}
+
+/* How far a reload can bring a due deadline forward.  Rules whose effect is
+ * not a fixed shift (gap factor, P(alive), model, tiers) may move any
+ * deadline: then everything due within ten years is looked at again. */
+static clv_ms deadlines_moved_by(const struct clv_config *a, const struct clv_config *b)
+{
+    const struct clv_lifecycle_config *x = &a->lifecycle, *y = &b->lifecycle;
+    clv_ms ahead = 0;
+
+    if (x->at_risk_gap_factor != y->at_risk_gap_factor ||
+        x->at_risk_p_alive_below != y->at_risk_p_alive_below || a->clv.model != b->clv.model ||
+        a->clv.r != b->clv.r || a->clv.alpha != b->clv.alpha || a->clv.a != b->clv.a ||
+        a->clv.b != b->clv.b || a->tiers_window_days != b->tiers_window_days ||
+        a->ntiers != b->ntiers)
+        return 3650 * CLV_MS_PER_DAY;
+    for (int i = 0; i < a->ntiers; i++)
+        if (a->tiers[i].min_spend != b->tiers[i].min_spend)
+            return 3650 * CLV_MS_PER_DAY;
+    ahead = max_ms(ahead, days_earlier(x->at_risk_min_gap_days, y->at_risk_min_gap_days));
+    ahead = max_ms(ahead, days_earlier(x->at_risk_default_gap_days, y->at_risk_default_gap_days));
+    ahead = max_ms(ahead, days_earlier(x->dormant_after_days, y->dormant_after_days));
+    ahead = max_ms(ahead, days_earlier(x->churned_after_days, y->churned_after_days));
+    return ahead;
+}
+
 static void reload(struct clvd *d)
 {
     struct clv_config next, old;
     char err[CLV_ERRLEN];
+    clv_ms ahead;
 
     reload_requested = 0;
     if (config_load(d->opt->config_path, &next, err, sizeof(err)) != 0) {
@@ -308,10 +343,20 @@ static void reload(struct clvd *d)
         config_free(&next);
         return;
     }
+    ahead = deadlines_moved_by(&d->cfg, &next);
     old = d->cfg;
     d->cfg = next;
     config_free(&old);
     rules_from_config(&d->rules, &d->cfg);
+    if (ahead > 0) {
+        /* due entries are scored by the old rules: look at those that may
+         * now be due, once */
+        sweeper_rescan(&d->sweeper, (uint32_t)d->cfg.redis.shards, ahead);
+        log_info(&d->log,
+                 "reload brought deadlines forward: re-evaluating customers due "
+                 "within %lld days",
+                 (long long)(ahead / CLV_MS_PER_DAY));
+    }
     d->log.level = d->cfg.log_level;
     d->metrics.reloads_ok++;
     log_info(&d->log, "configuration reloaded from %s", d->opt->config_path);
@@ -367,6 +412,13 @@ static void keep_redis_connected(struct clvd *d)
 static void housekeeping(struct clvd *d)
 {
     clv_ms now = clv_mono_ms();
+
+    if (d->consumer.rebalanced) {
+        d->consumer.rebalanced = 0;
+        d->last_input_mono = now; /* idle counts from the new assignment */
+        /* an instance that left may have left undelivered outbox entries */
+        d->producer.drain_needed = 1;
+    }
 
     keep_redis_connected(d);
     if (d->store.reconnected) {
@@ -505,6 +557,7 @@ static void teardown(struct clvd *d)
     embedded_stop(&d->emb);
     batch_free(&d->batch);
     batch_free(&d->sweep);
+    sweeper_free(&d->sweeper);
     sbuf_free(&d->dlq);
     if (d->http)
         metrics_server_stop(d->http);

@@ -600,8 +600,8 @@ static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *r
     it->c.version++;
     sbuf_reserve(&b->blobs, CLV_STATE_MAX_BYTES);
     it->blob_off = b->blobs.len;
-    it->bloblen = customer_encode(&it->c, (unsigned char *)b->blobs.buf + it->blob_off,
-                                  CLV_STATE_MAX_BYTES);
+    it->bloblen =
+        customer_encode(&it->c, (unsigned char *)b->blobs.buf + it->blob_off, CLV_STATE_MAX_BYTES);
     b->blobs.len += it->bloblen;
     it->due = stages_next_deadline(&it->c, rules);
     return 1;

@@ -1,6 +1,7 @@
 /* sweeper.c -- due index scanning and the group clock; see sweeper.h. */
 #include "sweeper.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,92 @@ static int queue_due(struct clv_batch *b, redisReply *r, uint32_t shards, clv_ms
     return (int)r->elements;
 }
 
+static int sweep_due(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
+                     char *err, size_t errlen);
+
+void sweeper_rescan(struct clv_sweeper *s, uint32_t shards, clv_ms ahead)
+{
+    free(s->rescan_from);
+    s->rescan_from = malloc(sizeof(*s->rescan_from) * shards);
+    if (s->rescan_from == NULL)
+        abort();
+    for (uint32_t i = 0; i < shards; i++)
+        s->rescan_from[i] = INT64_MIN;
+    s->rescan_ahead = ahead;
+    s->rescan_left = shards;
+}
+
+void sweeper_free(struct clv_sweeper *s)
+{
+    free(s->rescan_from);
+    s->rescan_from = NULL;
+    s->rescan_left = 0;
+}
+
+#define RESCAN_SHARDS_PER_TICK 16
+
+static void append_rescan(struct clv_store *st, uint32_t shard, int64_t from, clv_ms until,
+                          int limit)
+{
+    char key[CLV_KEY_MAX];
+
+    keys_due(key, st->cfg->key_prefix, shard);
+    st->commands++;
+    if (from == INT64_MIN)
+        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s -inf %lld WITHSCORES LIMIT 0 %d", key,
+                           (long long)until, limit);
+    else
+        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s (%lld %lld WITHSCORES LIMIT 0 %d", key,
+                           (long long)from, (long long)until, limit);
+}
+
+/* One step of a rescan: a few shards, each from where it got to. */
+static int rescan_step(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b)
+{
+    uint32_t shards = (uint32_t)st->cfg->shards, picked[RESCAN_SHARDS_PER_TICK];
+    int n = 0, queued = 0;
+    double t0 = store_pipeline_begin();
+
+    for (uint32_t i = 0; i < shards && n < RESCAN_SHARDS_PER_TICK; i++)
+        if (s->rescan_from[i] != INT64_MAX) {
+            append_rescan(st, i, s->rescan_from[i], now + s->rescan_ahead, s->per_shard);
+            picked[n++] = i;
+        }
+    for (int k = 0; k < n; k++) {
+        redisReply *r = store_read_reply(st);
+        uint32_t shard = picked[k];
+        if (r == NULL)
+            return -1;
+        if (r->type == REDIS_REPLY_ARRAY) {
+            for (size_t e = 0; e + 1 < r->elements; e += 2)
+                batch_add_advance(b, r->element[e]->str, r->element[e]->len, shards, now);
+            queued += (int)(r->elements / 2);
+            if ((int)(r->elements / 2) < s->per_shard) {
+                s->rescan_from[shard] = INT64_MAX;
+                s->rescan_left--;
+            } else {
+                s->rescan_from[shard] = strtoll(r->element[r->elements - 1]->str, NULL, 10);
+            }
+        }
+        freeReplyObject(r);
+    }
+    store_pipeline_end(st, t0);
+    return queued;
+}
+
 int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
                     char *err, size_t errlen)
+{
+    if (s->rescan_left > 0) {
+        if (store_ensure(st, err, errlen) != 0)
+            return -1;
+        return rescan_step(s, st, now, b);
+    }
+    return sweep_due(s, st, now, b, err, errlen);
+}
+
+static int sweep_due(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
+                     char *err, size_t errlen)
 {
     uint32_t shards = (uint32_t)st->cfg->shards;
     char nows[32], limit[16], lease[16];

@@ -25,8 +25,8 @@ struct clv_alerts {
     const struct clv_config *cfg; /* rules: cfg->alerts (reloadable) */
     const struct clv_log *log;
     char instance[96];
-    clv_ms every;     /* evaluation period (wall clock) */
-    clv_ms next_mono; /* next evaluation */
+    clv_ms every;           /* evaluation period (wall clock) */
+    clv_ms next_mono;       /* next evaluation */
     clv_ms next_state_mono; /* next refresh of the rules' states (non-leaders) */
     int leader;
     struct clv_population pop;

@@ -45,6 +45,7 @@ struct clv_partition {
     int paused;
     int64_t high_watermark; /* for the lag metric */
     int64_t last_offset;
+    int64_t start_offset; /* where consumption began: committed offset, -1 = log start */
 };
 
 struct clv_held {

@@ -40,8 +40,8 @@ struct clv_store {
     uint64_t round_trips, commands; /* for the metrics and the benchmark */
     clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
     clv_ms backoff;
-    int reconnected; /* set on each new connection; cleared by the owner */
-    int fatal;       /* Redis holds another deployment: never retry */
+    int reconnected;           /* set on each new connection; cleared by the owner */
+    int fatal;                 /* Redis holds another deployment: never retry */
     struct clv_histogram *rtt; /* round-trip times, when the owner wants them */
 };
 

@@ -19,6 +19,12 @@ struct clv_sweeper {
     int per_shard;     /* customers per shard per tick */
     clv_ms lease_ms;
     uint64_t swept;
+    /* After a reload that brought deadlines forward: every due entry up to
+     * now + rescan_ahead is re-evaluated once; per shard, the score the scan
+     * has reached (INT64_MAX when done). */
+    clv_ms rescan_ahead;
+    int64_t *rescan_from;
+    uint32_t rescan_left;
 };
 
 void sweeper_init(struct clv_sweeper *s, uint32_t shards);
@@ -27,6 +33,11 @@ void sweeper_init(struct clv_sweeper *s, uint32_t shards);
  * error. */
 int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
                     char *err, size_t errlen);
+
+/* Re-evaluate, once, every customer whose due entry is at most `ahead`
+ * beyond now: a reload moved some deadlines earlier by up to that much. */
+void sweeper_rescan(struct clv_sweeper *s, uint32_t shards, clv_ms ahead);
+void sweeper_free(struct clv_sweeper *s);
 
 /* Event clock across instances: publish this instance's watermark (0 when it
  * holds no partition) and whether all its partitions are idle, and return

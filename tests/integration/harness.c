@@ -570,6 +570,10 @@ int h_kafka_start(struct h_kafka *k, int brokers, char *err, size_t errlen)
     if (conf_set(conf, "bootstrap.servers", k->bootstraps, err, errlen) != 0 ||
         conf_set(conf, "client.id", "clvd-it-producer", err, errlen) != 0 ||
         conf_set(conf, "linger.ms", "0", err, errlen) != 0 ||
+        /* small record batches: a fetch returns at least one whole batch,
+         * whatever max.partition.fetch.bytes says, so big batches would
+         * defeat a consumer's throttling (scenario.h) */
+        conf_set(conf, "batch.num.messages", "32", err, errlen) != 0 ||
         conf_set(conf, "message.max.bytes", "2000000", err, errlen) != 0 ||
         conf_set(conf, "log_level", "3", err, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
@@ -685,9 +689,8 @@ int h_produce_async(struct h_kafka *k, const char *topic, int32_t partition, con
 
     k->async.magic = DR_ASYNC_MAGIC;
     for (;;) {
-        e = rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, keylen),
-                              RD_KAFKA_V_VALUE((void *)value, len),
+        e = rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                               RD_KAFKA_V_OPAQUE(&k->async), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -913,9 +916,9 @@ int h_consume(const char *bootstraps, const char *const *topics, size_t expected
                           err, errlen);
 }
 
-int h_consume_each(const char *bootstraps, const char *const *topics, size_t expected,
-                   int quiet_ms, int timeout_ms, h_message_cb cb, void *opaque, size_t *count,
-                   char *err, size_t errlen)
+int h_consume_each(const char *bootstraps, const char *const *topics, size_t expected, int quiet_ms,
+                   int timeout_ms, h_message_cb cb, void *opaque, size_t *count, char *err,
+                   size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     size_t nread = 0;
@@ -971,9 +974,9 @@ int h_consume_each(const char *bootstraps, const char *const *topics, size_t exp
                 last = now;
                 nread++;
                 if (cb(m, opaque) != 0) {
-                    rd_kafka_message_destroy(m);
                     seterr(err, errlen, "reading %s [%d] @%lld: the message handler failed",
                            rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+                    rd_kafka_message_destroy(m);
                     goto out;
                 }
             }

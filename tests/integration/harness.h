@@ -93,7 +93,8 @@ struct h_async_dr {
 struct h_kafka {
     rd_kafka_t *host; /* dummy producer hosting the cluster */
     rd_kafka_mock_cluster_t *mcluster;
-    rd_kafka_t *producer; /* producer connected to the cluster */
+    rd_kafka_t *producer; /* producer connected to the cluster (record batches of at most
+                             32 messages) */
     char bootstraps[256];
     struct h_async_dr async;
 };
@@ -177,9 +178,9 @@ void h_records_free(struct h_records *rs);
  * fail the read) instead of keeping it; `*count` (may be NULL) receives the
  * number of messages read. */
 typedef int (*h_message_cb)(const rd_kafka_message_t *m, void *opaque);
-int h_consume_each(const char *bootstraps, const char *const *topics, size_t expected,
-                   int quiet_ms, int timeout_ms, h_message_cb cb, void *opaque, size_t *count,
-                   char *err, size_t errlen);
+int h_consume_each(const char *bootstraps, const char *const *topics, size_t expected, int quiet_ms,
+                   int timeout_ms, h_message_cb cb, void *opaque, size_t *count, char *err,
+                   size_t errlen);
 size_t h_records_count(const struct h_records *rs, const char *topic);
 /* Print the records (topic, partition, offset, key, value) to `out`. */
 void h_records_dump(const struct h_records *rs, FILE *out);

@@ -184,8 +184,8 @@ static void format_ts(uint64_t *st, int64_t ts, char *buf, size_t buflen)
     }
 }
 
-static const char *const channels[] = {"search", "email", "social", "direct", "affiliate",
-                                       "display"};
+static const char *const channels[] = {"search", "email",     "social",
+                                       "direct", "affiliate", "display"};
 
 static int add_event(struct scenario *s, uint64_t *st, const char *id, int seq, int type,
                      int64_t ts, long cents, int first)
@@ -212,24 +212,27 @@ static int add_event(struct scenario *s, uint64_t *st, const char *id, int seq, 
                                      : "visit");
     switch (type) {
     case EV_PURCHASE:
-        n = snprintf(value, sizeof(value),
-                     "{\"event_id\":\"%s-%02d\",\"customer_id\":\"%s\",\"ts\":%s,\"amount\":%ld.%02ld,"
-                     "\"currency\":\"EUR\",\"order_id\":\"o-%s-%d\"%s}",
-                     id, seq, id, ts_json, cents / 100, cents % 100, id, seq, extra);
+        n = snprintf(
+            value, sizeof(value),
+            "{\"event_id\":\"%s-%02d\",\"customer_id\":\"%s\",\"ts\":%s,\"amount\":%ld.%02ld,"
+            "\"currency\":\"EUR\",\"order_id\":\"o-%s-%d\"%s}",
+            id, seq, id, ts_json, cents / 100, cents % 100, id, seq, extra);
         break;
     case EV_LOGIN:
-        n = snprintf(value, sizeof(value),
-                     "{\"event_id\":\"%s-%02d\",\"customer_id\":\"%s\",\"ts\":%s,\"device\":\"%s\"%s}",
-                     id, seq, id, ts_json,
-                     rng_unit(st) < 0.5   ? "web"
-                     : rng_unit(st) < 0.5 ? "ios"
-                                          : "android",
-                     extra);
+        n = snprintf(
+            value, sizeof(value),
+            "{\"event_id\":\"%s-%02d\",\"customer_id\":\"%s\",\"ts\":%s,\"device\":\"%s\"%s}", id,
+            seq, id, ts_json,
+            rng_unit(st) < 0.5   ? "web"
+            : rng_unit(st) < 0.5 ? "ios"
+                                 : "android",
+            extra);
         break;
     default:
-        n = snprintf(value, sizeof(value),
-                     "{\"event_id\":\"%s-%02d\",\"customer_id\":\"%s\",\"ts\":%s,\"page\":\"/p/%d\"%s}",
-                     id, seq, id, ts_json, (int)rng_range(st, 1, 5000), extra);
+        n = snprintf(
+            value, sizeof(value),
+            "{\"event_id\":\"%s-%02d\",\"customer_id\":\"%s\",\"ts\":%s,\"page\":\"/p/%d\"%s}", id,
+            seq, id, ts_json, (int)rng_range(st, 1, 5000), extra);
         break;
     }
     if (n < 0 || (size_t)n >= sizeof(value))
@@ -365,11 +368,15 @@ int64_t scen_committed(const struct scen_world *w, const char *group)
 int scenario_produce(const struct scenario *s, struct scen_world *w, int copies, char *err,
                      size_t errlen)
 {
+    uint64_t st = s->seed ^ 0xc0b1e5ULL;
+
     for (int c = 0; c < copies; c++)
         for (size_t i = 0; i < s->n; i++) {
             const struct scen_event *e = &s->ev[i];
-            if (h_produce_async(&w->kafka, e->topic, RD_KAFKA_PARTITION_UA, e->key, e->value,
-                                e->len, err, errlen) != 0)
+            int32_t part =
+                c == 0 ? RD_KAFKA_PARTITION_UA : (int32_t)rng_range(&st, 0, SCEN_IN_PARTITIONS - 1);
+            if (h_produce_async(&w->kafka, e->topic, part, e->key, e->value, e->len, err, errlen) !=
+                0)
                 return -1;
         }
     return h_produce_wait(&w->kafka, 120000, err, errlen);
@@ -407,15 +414,15 @@ const char *scen_clvd_binary(void)
 }
 
 int scen_clvd_start(struct scen_world *w, struct h_clvd *d, const char *config, const char *name,
-                    int exit_when_idle, char *err, size_t errlen)
+                    const char *exit_when_idle, char *err, size_t errlen)
 {
-    static const char *const idle_args[] = {"--exit-when-idle", SCEN_IDLE_EXIT, NULL};
+    const char *const idle_args[] = {"--exit-when-idle", exit_when_idle, NULL};
     char logpath[H_PATHLEN + 96];
 
     w->runs++;
     snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", w->dir, name, w->runs);
-    return h_clvd_start_args(d, scen_clvd_binary(), config, logpath, exit_when_idle ? idle_args : NULL,
-                             err, errlen);
+    return h_clvd_start_args(d, scen_clvd_binary(), config, logpath,
+                             exit_when_idle != NULL ? idle_args : NULL, err, errlen);
 }
 
 int scen_stopped_counts(const char *logpath, struct scen_counts *c)
@@ -618,10 +625,12 @@ void scenario_result_free(struct scenario_result *r)
 
 /* ---- results: outputs ---------------------------------------------------------------- */
 
+#define MAX_OUT_PARTITIONS 64
+
 struct out_ctx {
     struct scenario_result *r;
     struct lines outputs, digests;
-    int failed;
+    int64_t first_offset[8][MAX_OUT_PARTITIONS]; /* by topic index, partition; -1: none */
 };
 
 static uint64_t fnv1a(const void *p, size_t len)
@@ -658,14 +667,18 @@ static int on_output(const rd_kafka_message_t *m, void *opaque)
     for (t = 0; h_output_topics[t] != NULL; t++)
         if (strcmp(h_output_topics[t], topic) == 0)
             break;
-    if (h_output_topics[t] != NULL)
+    if (h_output_topics[t] != NULL) {
         x->r->per_topic[t]++;
+        if (m->partition >= 0 && m->partition < MAX_OUT_PARTITIONS &&
+            x->first_offset[t][m->partition] < 0)
+            x->first_offset[t][m->partition] = m->offset;
+    }
     j = json_loadb(m->payload, m->len, 0, &jerr);
     if (!json_is_object(j)) {
         json_decref(j);
         return lines_addf(&x->outputs, "%s %d:%lld\tnot a JSON object: %.*s", topic,
-                          (int)m->partition, (long long)m->offset, (int)(m->len > 200 ? 200 : m->len),
-                          (const char *)m->payload);
+                          (int)m->partition, (long long)m->offset,
+                          (int)(m->len > 200 ? 200 : m->len), (const char *)m->payload);
     }
     if (strcmp(topic, H_T_DEAD) == 0) {
         x->r->dead_letters++;
@@ -692,9 +705,12 @@ static int on_output(const rd_kafka_message_t *m, void *opaque)
 static int collect_outputs(struct scen_world *w, struct scenario_result *r, char *err,
                            size_t errlen)
 {
-    struct out_ctx x = {r, {0}, {0}, 0};
+    struct out_ctx x = {r, {0}, {0}, {{0}}};
     int rc;
 
+    for (int t = 0; t < 8; t++)
+        for (int p = 0; p < MAX_OUT_PARTITIONS; p++)
+            x.first_offset[t][p] = -1;
     rc = h_consume_each(w->kafka.bootstraps, h_output_topics, 0, 1000, 120000, on_output, &x, NULL,
                         err, errlen);
     lines_unique(&x.outputs);
@@ -705,6 +721,16 @@ static int collect_outputs(struct scen_world *w, struct scenario_result *r, char
     r->ndigests = x.digests.n;
     r->inconsistent_ids =
         conflicting_keys(r->outputs, r->noutputs) + conflicting_keys(r->digests, r->ndigests);
+    for (int t = 0; t < 8; t++)
+        for (int p = 0; p < MAX_OUT_PARTITIONS; p++)
+            if (x.first_offset[t][p] > 0)
+                r->truncated++; /* the mock cluster dropped its oldest messages */
+    /* distinct transition ids: stage changes and tier changes */
+    for (size_t i = 0; i < r->noutputs; i++)
+        if ((strncmp(r->outputs[i], H_T_STAGE " ", strlen(H_T_STAGE) + 1) == 0 ||
+             strncmp(r->outputs[i], H_T_TIER " ", strlen(H_T_TIER) + 1) == 0) &&
+            (i == 0 || !same_key(r->outputs[i - 1], r->outputs[i])))
+            r->transition_ids++;
     return rc;
 }
 
@@ -723,14 +749,14 @@ static const char *fmt_time(int64_t ms, char *buf, size_t len)
     return h_fmt_ts(ms, buf, len);
 }
 
-/* Everything but the version and the de-duplication ring, by name; what
- * is not named (a field added later) is covered by `rest`, a digest of the
- * whole struct with version and ring cleared. */
+/* Everything but the version and the de-duplication memory (event-id ring
+ * and offset marks), by name; what is not named (a field added later) is
+ * covered by `rest`, a digest of the whole struct with those cleared. */
 static int dump_customer(struct dump_ctx *x, const char *id, size_t idlen, long shard,
                          const redisReply *v)
 {
     struct clv_customer *c = malloc(sizeof(*c));
-    char err[256], t1[32], t2[32], t3[32], t4[32], t5[32];
+    char err[256], t1[32], t2[32], t3[32], t4[32], t5[32], t6[32];
     char *pdays = NULL;
     size_t pdayslen = 0;
     FILE *lf;
@@ -760,27 +786,30 @@ static int dump_customer(struct dump_ctx *x, const char *id, size_t idlen, long 
         fprintf(lf, "%s%d:%u:%.17g", i ? "," : "", (int)c->pdays[i].day,
                 (unsigned)c->pdays[i].count, c->pdays[i].revenue);
     fclose(lf);
+    /* what legitimately differs: the compare-and-set token and the
+     * de-duplication memory (receipt times, input offsets) */
     c->version = 0;
     c->ndedupe = 0;
     memset(c->dedupe, 0, sizeof(c->dedupe));
-    rc = lines_addf(&x->state,
-                    "C %.*s\tstage=%s tier=%d seq=%u stage_since=%s first_seen=%s "
-                    "last_activity=%s first_purchase=%s last_purchase=%s purchases=%u "
-                    "revenue=%.17g logins=%u visits=%u purchase_days=%u first_pday=%d "
-                    "last_pday=%d first_day_revenue=%.17g active_anchor=%d "
-                    "active_bits=%016" PRIx64 ":%016" PRIx64 " pdays=[%s] channel=%s "
-                    "rest=%016" PRIx64,
-                    (int)idlen, id, stage_name(c->stage), (int)c->tier, (unsigned)c->seq,
-                    fmt_time(c->stage_since, t1, sizeof(t1)),
-                    fmt_time(c->first_seen, t2, sizeof(t2)),
-                    fmt_time(c->last_activity, t3, sizeof(t3)),
-                    fmt_time(c->first_purchase, t4, sizeof(t4)),
-                    fmt_time(c->last_purchase, t5, sizeof(t5)), (unsigned)c->purchases,
-                    c->revenue, (unsigned)c->logins, (unsigned)c->visits,
-                    (unsigned)c->purchase_days, (int)c->first_pday, (int)c->last_pday,
-                    c->first_day_revenue, (int)c->active_anchor, c->active_bits[0],
-                    c->active_bits[1], pdays ? pdays : "", c->channel[0] ? c->channel : "-",
-                    fnv1a(c, sizeof(*c)));
+    c->nmarks = 0;
+    memset(c->marks, 0, sizeof(c->marks));
+    x->r->transitions += c->seq;
+    rc = lines_addf(
+        &x->state,
+        "C %.*s\tstage=%s tier=%d seq=%u stage_since=%s first_seen=%s "
+        "last_activity=%s first_purchase=%s last_purchase=%s purchases=%u "
+        "revenue=%.17g logins=%u visits=%u purchase_days=%u first_pday=%d "
+        "last_pday=%d first_day_revenue=%.17g active_anchor=%d "
+        "active_bits=%016" PRIx64 ":%016" PRIx64 " pdays=[%s] channel=%s "
+        "pdays_from=%d channel_ts=%s rest=%016" PRIx64,
+        (int)idlen, id, stage_name(c->stage), (int)c->tier, (unsigned)c->seq,
+        fmt_time(c->stage_since, t1, sizeof(t1)), fmt_time(c->first_seen, t2, sizeof(t2)),
+        fmt_time(c->last_activity, t3, sizeof(t3)), fmt_time(c->first_purchase, t4, sizeof(t4)),
+        fmt_time(c->last_purchase, t5, sizeof(t5)), (unsigned)c->purchases, c->revenue,
+        (unsigned)c->logins, (unsigned)c->visits, (unsigned)c->purchase_days, (int)c->first_pday,
+        (int)c->last_pday, c->first_day_revenue, (int)c->active_anchor, c->active_bits[0],
+        c->active_bits[1], pdays ? pdays : "", c->channel[0] ? c->channel : "-", (int)c->pdays_from,
+        fmt_time(c->channel_ts, t6, sizeof(t6)), fnv1a(c, sizeof(*c)));
     free(pdays);
     free(c);
     return rc;
@@ -832,10 +861,10 @@ static int dump_key(redisContext *c, const char *key, size_t len, void *opaque)
                  i += 2) {
                 if (out) {
                     x->r->outbox_entries++;
-                    rc = lines_addf(&x->state, "O %s %s\t%.*s", shardtag, r->element[i]->str,
-                                    (int)(r->element[i + 1]->len > 120 ? 120
-                                                                       : r->element[i + 1]->len),
-                                    r->element[i + 1]->str);
+                    rc = lines_addf(
+                        &x->state, "O %s %s\t%.*s", shardtag, r->element[i]->str,
+                        (int)(r->element[i + 1]->len > 120 ? 120 : r->element[i + 1]->len),
+                        r->element[i + 1]->str);
                 } else if (strcmp(r->element[i + 1]->str, "0") != 0) {
                     rc = lines_addf(&x->state, "S %s %s\t%s", shardtag, r->element[i]->str,
                                     r->element[i + 1]->str);
@@ -928,6 +957,14 @@ int scenario_result_check(const struct scenario_result *r, const char *title, FI
           "%zu (topic, event_id) published with differing contents (see the diff)",
           r->inconsistent_ids);
     CHECK(r->bad_keys == 0, "%zu customer key(s) undecodable or in the wrong shard", r->bad_keys);
+    CHECK(r->truncated == 0,
+          "%zu output partition(s) lost their oldest messages (the mock cluster keeps ~5 MB per "
+          "partition: use more output partitions)",
+          r->truncated);
+    CHECK(r->transition_ids == r->transitions,
+          "%zu distinct stage/tier change ids published, but the customers' sequence numbers "
+          "add up to %zu transitions (lost triggers?)",
+          r->transition_ids, r->transitions);
     CHECK(r->noutputs > 0 && r->customers > 0, "nothing happened");
 #undef CHECK
     if (r->inconsistent_ids > 0) {
@@ -1000,6 +1037,21 @@ static size_t diff_lines(const char *what, char **a, size_t na, char **b, size_t
     return diffs;
 }
 
+int scenario_result_save(const struct scenario_result *r, const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL)
+        return -1;
+    for (size_t i = 0; i < r->noutputs; i++)
+        fprintf(f, "%s\n", r->outputs[i]);
+    for (size_t i = 0; i < r->ndigests; i++)
+        fprintf(f, "%s\n", r->digests[i]);
+    for (size_t i = 0; i < r->nstate; i++)
+        fprintf(f, "%s\n", r->state[i]);
+    return fclose(f);
+}
+
 size_t scenario_compare(const struct scenario_result *ref, const struct scenario_result *got,
                         size_t max_lines, FILE *out)
 {
@@ -1052,7 +1104,7 @@ int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, ch
         goto out;
     rc = -1;
     t1 = h_mono_ms();
-    if (scen_clvd_start(&w, &d, cfgpath, "clean", 1, err, errlen) != 0)
+    if (scen_clvd_start(&w, &d, cfgpath, "clean", SCEN_IDLE_EXIT, err, errlen) != 0)
         goto out;
     if (h_clvd_wait_exit(&d, SCEN_RUN_TIMEOUT_MS, err, errlen) != 0) {
         scen_dump_log(&d, stderr);
@@ -1068,9 +1120,12 @@ int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, ch
     if (cnt.consumed != s->n || cnt.applied != s->n || cnt.duplicates != 0) {
         scen_dump_log(&d, stderr);
         seterr(err, errlen,
-               "reference run: consumed %llu, applied %llu, duplicates %llu; want %zu, %zu, 0",
+               "reference run: consumed %llu, applied %llu, duplicates %llu; want %zu, %zu, 0%s",
                (unsigned long long)cnt.consumed, (unsigned long long)cnt.applied,
-               (unsigned long long)cnt.duplicates, s->n, s->n);
+               (unsigned long long)cnt.duplicates, s->n, s->n,
+               cnt.consumed < s->n ? " (clvd --exit-when-idle " SCEN_IDLE_EXIT
+                                     " exited before the input was idle that long)"
+                                   : "");
         goto out;
     }
     if (scenario_collect(&w, ref, err, errlen) != 0)
@@ -1134,7 +1189,7 @@ int scen_fixture_teardown(void **state)
 }
 
 int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int brokers, int persist,
-                 int copies, const char *const *extra, char *err, size_t errlen)
+                 int copies, int throttle, char *err, size_t errlen)
 {
     struct h_config cfg;
     int64_t t0 = h_mono_ms();
@@ -1153,18 +1208,13 @@ int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int br
         return -1;
     fprintf(stderr, "[timing] produced %zu message(s) in %.1f s\n", f->s.n * (size_t)copies,
             scen_secs(t0));
-    scen_throttle(&f->w, SCEN_RTT_MS);
+    if (throttle)
+        scen_throttle(&f->w, SCEN_RTT_MS);
     snprintf(f->group, sizeof(f->group), "clvd-%s-%d", name, (int)getpid());
     if (scen_config(&f->w, &cfg, f->group) != 0) {
         seterr(err, errlen, "config: out of memory");
         return -1;
     }
-    for (int i = 0; extra != NULL && extra[i] != NULL && extra[i + 1] != NULL; i += 2)
-        if (h_config_set(&cfg, extra[i], "%s", extra[i + 1]) != 0) {
-            h_config_free(&cfg);
-            seterr(err, errlen, "config: out of memory");
-            return -1;
-        }
     rc = scen_config_write(&f->w, &cfg, name, f->config, sizeof(f->config), err, errlen);
     h_config_free(&cfg);
     return rc;
@@ -1187,11 +1237,20 @@ int scen_finish(struct scen_fixture *f, struct h_clvd *d, const char *title, cha
                 (unsigned long long)cnt.duplicates);
     scenario_result_free(&f->got);
     scen_throttle(&f->w, 0);
+    for (int16_t api = 0; api < 64 && f->w.kafka.mcluster != NULL; api++)
+        rd_kafka_mock_clear_request_errors(f->w.kafka.mcluster, api); /* injected, unused */
     if (scenario_collect(&f->w, &f->got, err, errlen) != 0)
         return -1;
     scenario_result_describe(&f->got, title, stderr);
     diffs = (size_t)scenario_result_check(&f->got, title, stderr);
     diffs += scenario_compare(&f->ref, &f->got, 60, stderr);
+    if (diffs > 0 && f->w.dir[0] != '\0') {
+        char a[H_PATHLEN + 32], b[H_PATHLEN + 32];
+        snprintf(a, sizeof(a), "%s/reference.txt", f->w.dir);
+        snprintf(b, sizeof(b), "%s/result.txt", f->w.dir);
+        if (scenario_result_save(&f->ref, a) == 0 && scenario_result_save(&f->got, b) == 0)
+            fprintf(stderr, "[scenario] both results written: diff %s %s\n", a, b);
+    }
     if (diffs > 0) {
         seterr(err, errlen, "%s: the result differs from the reference run (see above)", title);
         return -1;

@@ -17,10 +17,14 @@
  *   - the set of distinct (topic, event_id, from, to, reason, at) of every
  *     output message, and a digest of each message without emitted_at;
  *   - a canonical dump of Redis: every customer's decoded state (all of it
- *     but the version and the de-duplication ring, which holds receipt
- *     times), every shard's stats hash and due index, any outbox entry and
- *     any unexpected key.
+ *     but the version and the de-duplication memory -- event-id ring and
+ *     offset marks -- which holds receipt times and input offsets), every
+ *     shard's stats hash and due index, any outbox entry (there must be
+ *     none at the end) and any unexpected key.
  * Two results are compared line by line and every difference is printed.
+ * Output topics get SCEN_OUT_PARTITIONS partitions: the mock cluster keeps
+ * only ~5 MB per partition and drops the oldest messages beyond (a result
+ * notices: an output partition must start at offset 0).
  *
  * A world is one redis-server and one mock cluster with the default topics;
  * a run is clvd started on it with --exit-when-idle.
@@ -38,17 +42,18 @@
 
 #define SCEN_CUSTOMERS 5000
 #define SCEN_IN_PARTITIONS 4
-#define SCEN_OUT_PARTITIONS 2
+#define SCEN_OUT_PARTITIONS 16
 #define SCEN_IDLE_EXIT "3s"
 #define SCEN_RUN_TIMEOUT_MS 180000 /* one clvd run to idle */
 #define SCEN_MAX_EVENTS_PER_CUSTOMER 16
 /* Fault runs are slowed down so that a fault hits the stream in its middle:
- * clvd fetches at most SCEN_FETCH_BYTES per partition per request, and the
- * brokers answer after SCEN_RTT_MS; the stream then takes ~10 s instead of
- * ~1.5 s.  The reference runs at full speed (the result does not depend on
- * it). */
-#define SCEN_FETCH_BYTES "8192"
-#define SCEN_RTT_MS 60
+ * the brokers answer after SCEN_RTT_MS and a fetch brings one record batch
+ * (at most 32 messages, see h_kafka) per partition, so the stream takes
+ * ~15 s instead of ~1.5 s; clvd also fetches at most SCEN_FETCH_BYTES per
+ * partition.  The reference runs at full speed (the result does not depend
+ * on it). */
+#define SCEN_FETCH_BYTES "4096"
+#define SCEN_RTT_MS 80
 
 /* ---- the event stream ----------------------------------------------------- */
 
@@ -100,7 +105,9 @@ void scen_throttle(struct scen_world *w, int rtt_ms);
 /* Input messages whose offsets group `group` has committed (-1 on error). */
 int64_t scen_committed(const struct scen_world *w, const char *group);
 
-/* Produce every event `copies` times: the whole stream, then again. */
+/* Produce every event `copies` times: the whole stream keyed by customer
+ * id, then again (same keys and event ids) to partitions drawn at random,
+ * so that a copy may land on another partition than its original. */
 int scenario_produce(const struct scenario *s, struct scen_world *w, int copies, char *err,
                      size_t errlen);
 
@@ -118,9 +125,9 @@ int scen_config_write(const struct scen_world *w, const struct h_config *cfg, co
 const char *scen_clvd_binary(void);
 
 /* Start clvd on `config`, logging to <dir>/<name>-<run>.log; with
- * exit_when_idle it gets --exit-when-idle SCEN_IDLE_EXIT. */
+ * exit_when_idle (a duration, e.g. SCEN_IDLE_EXIT) it gets --exit-when-idle. */
 int scen_clvd_start(struct scen_world *w, struct h_clvd *d, const char *config, const char *name,
-                    int exit_when_idle, char *err, size_t errlen);
+                    const char *exit_when_idle, char *err, size_t errlen);
 
 /* The counts of clvd's last log line ("stopped: consumed N, applied N,
  * duplicates N"); -1 if the log has none. */
@@ -150,6 +157,9 @@ struct scenario_result {
     size_t outbox_entries;   /* entries left in the outboxes (must be 0) */
     size_t inconsistent_ids; /* (topic, event_id) published with differing contents */
     size_t customers;        /* customer states */
+    size_t transitions;      /* the sum of the customers' sequence numbers */
+    size_t transition_ids;   /* distinct event_ids on the stage and tier topics */
+    size_t truncated;        /* output partitions not starting at offset 0 */
     size_t bad_keys;         /* customer keys in the wrong shard, undecodable states */
 };
 
@@ -162,6 +172,8 @@ void scenario_result_describe(const struct scenario_result *r, const char *title
 /* The run's own invariants: no dead letter, empty outboxes, consistent
  * duplicates, well-formed state.  Returns the number of problems (printed). */
 int scenario_result_check(const struct scenario_result *r, const char *title, FILE *out);
+/* Write a result to a file, one line each (for diff(1)). */
+int scenario_result_save(const struct scenario_result *r, const char *path);
 /* Compare a run with the reference; prints every difference (at most
  * `max_lines` of them, then counts) and returns how many there are. */
 size_t scenario_compare(const struct scenario_result *ref, const struct scenario_result *got,
@@ -194,12 +206,11 @@ int scen_fixture_teardown(void **state);
 
 /* Generate the scenario (`seed`, SCEN_CUSTOMERS customers), compute the
  * reference with a clean run, start the test's world (`brokers`, `persist`),
- * produce the stream `copies` times into it, throttle it (SCEN_RTT_MS) and
- * write its config
- * (group "clvd-<name>-<pid>", plus `extra` settings: NULL-terminated pairs of
- * key and raw YAML value, or NULL). */
+ * produce the stream `copies` times into it (the second copy to random
+ * partitions), throttle it (SCEN_RTT_MS) if asked, and write its config
+ * (group "clvd-<name>-<pid>"). */
 int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int brokers, int persist,
-                 int copies, const char *const *extra, char *err, size_t errlen);
+                 int copies, int throttle, char *err, size_t errlen);
 
 /* Wait for clvd (started with exit_when_idle) to exit 0, lift the throttle,
  * read the result

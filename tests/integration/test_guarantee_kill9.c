@@ -34,7 +34,7 @@ static void test_kill9_and_restart(void **state)
     int mid_stream = 0;
     int64_t t0;
 
-    if (scen_prepare(f, SEED, "kill9", 1, 0, 1, NULL, err, sizeof(err)) != 0)
+    if (scen_prepare(f, SEED, "kill9", 1, 0, 1, 1, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     t0 = h_mono_ms();
     for (int k = 0; k < KILLS; k++) {
@@ -43,7 +43,7 @@ static void test_kill9_and_restart(void **state)
         long customers;
         int64_t committed;
 
-        if (scen_clvd_start(&f->w, d, f->config, "kill9", 0, err, sizeof(err)) != 0)
+        if (scen_clvd_start(&f->w, d, f->config, "kill9", NULL, err, sizeof(err)) != 0)
             fail_msg("%s", err);
         /* a rebalance after the previous kill waits for the dead member's
          * session to time out: kill only once this run has partitions */
@@ -75,7 +75,7 @@ static void test_kill9_and_restart(void **state)
         fail_msg("only %d of %d kills hit the stream before its end: clvd is too fast for this "
                  "test",
                  mid_stream, KILLS);
-    if (scen_clvd_start(&f->w, d, f->config, "kill9-final", 1, err, sizeof(err)) != 0)
+    if (scen_clvd_start(&f->w, d, f->config, "kill9-final", SCEN_IDLE_EXIT, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (scen_finish(f, d, "after kill -9", err, sizeof(err)) != 0)
         fail_msg("%s", err);
