@@ -349,13 +349,12 @@ static void reload(struct clvd *d)
     config_free(&old);
     rules_from_config(&d->rules, &d->cfg);
     if (ahead > 0) {
-        /* due entries are scored by the old rules: look at those that may
-         * now be due, once */
-        sweeper_rescan(&d->sweeper, (uint32_t)d->cfg.redis.shards, ahead);
+        /* every due entry was scored by the old rules and may now be late:
+         * re-score the due index once, in the background */
+        sweeper_rescan(&d->sweeper, (uint32_t)d->cfg.redis.shards);
         log_info(&d->log,
-                 "reload brought deadlines forward: re-evaluating customers due "
-                 "within %lld days",
-                 (long long)(ahead / CLV_MS_PER_DAY));
+                 "reload brings deadlines forward by up to %lld day(s): re-scoring the due index",
+                 (long long)((ahead + CLV_MS_PER_DAY - 1) / CLV_MS_PER_DAY));
     }
     d->log.level = d->cfg.log_level;
     d->metrics.reloads_ok++;

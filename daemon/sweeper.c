@@ -52,7 +52,7 @@ static int queue_due(struct clv_batch *b, redisReply *r, uint32_t shards, clv_ms
 static int sweep_due(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
                      char *err, size_t errlen);
 
-void sweeper_rescan(struct clv_sweeper *s, uint32_t shards, clv_ms ahead)
+void sweeper_rescan(struct clv_sweeper *s, uint32_t shards)
 {
     free(s->rescan_from);
     s->rescan_from = malloc(sizeof(*s->rescan_from) * shards);
@@ -60,7 +60,6 @@ void sweeper_rescan(struct clv_sweeper *s, uint32_t shards, clv_ms ahead)
         abort();
     for (uint32_t i = 0; i < shards; i++)
         s->rescan_from[i] = INT64_MIN;
-    s->rescan_ahead = ahead;
     s->rescan_left = shards;
 }
 
@@ -73,19 +72,18 @@ void sweeper_free(struct clv_sweeper *s)
 
 #define RESCAN_SHARDS_PER_TICK 16
 
-static void append_rescan(struct clv_store *st, uint32_t shard, int64_t from, clv_ms until,
-                          int limit)
+static void append_rescan(struct clv_store *st, uint32_t shard, int64_t from, int limit)
 {
     char key[CLV_KEY_MAX];
 
     keys_due(key, st->cfg->key_prefix, shard);
     st->commands++;
     if (from == INT64_MIN)
-        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s -inf %lld WITHSCORES LIMIT 0 %d", key,
-                           (long long)until, limit);
+        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s -inf +inf WITHSCORES LIMIT 0 %d", key,
+                           limit);
     else
-        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s (%lld %lld WITHSCORES LIMIT 0 %d", key,
-                           (long long)from, (long long)until, limit);
+        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s (%lld +inf WITHSCORES LIMIT 0 %d", key,
+                           (long long)from, limit);
 }
 
 /* One step of a rescan: a few shards, each from where it got to. */
@@ -97,7 +95,7 @@ static int rescan_step(struct clv_sweeper *s, struct clv_store *st, clv_ms now, 
 
     for (uint32_t i = 0; i < shards && n < RESCAN_SHARDS_PER_TICK; i++)
         if (s->rescan_from[i] != INT64_MAX) {
-            append_rescan(st, i, s->rescan_from[i], now + s->rescan_ahead, s->per_shard);
+            append_rescan(st, i, s->rescan_from[i], s->per_shard);
             picked[n++] = i;
         }
     for (int k = 0; k < n; k++) {

@@ -19,10 +19,9 @@ struct clv_sweeper {
     int per_shard;     /* customers per shard per tick */
     clv_ms lease_ms;
     uint64_t swept;
-    /* After a reload that brought deadlines forward: every due entry up to
-     * now + rescan_ahead is re-evaluated once; per shard, the score the scan
-     * has reached (INT64_MAX when done). */
-    clv_ms rescan_ahead;
+    /* After a reload that brought deadlines forward every due entry is
+     * re-evaluated once; per shard, the score the scan has reached
+     * (INT64_MAX when done). */
     int64_t *rescan_from;
     uint32_t rescan_left;
 };
@@ -34,9 +33,9 @@ void sweeper_init(struct clv_sweeper *s, uint32_t shards);
 int sweeper_collect(struct clv_sweeper *s, struct clv_store *st, clv_ms now, struct clv_batch *b,
                     char *err, size_t errlen);
 
-/* Re-evaluate, once, every customer whose due entry is at most `ahead`
- * beyond now: a reload moved some deadlines earlier by up to that much. */
-void sweeper_rescan(struct clv_sweeper *s, uint32_t shards, clv_ms ahead);
+/* Re-evaluate, once, every customer in the due index, a few shards per
+ * tick: a reload moved deadlines earlier, so every score may be stale. */
+void sweeper_rescan(struct clv_sweeper *s, uint32_t shards);
 void sweeper_free(struct clv_sweeper *s);
 
 /* Event clock across instances: publish this instance's watermark (0 when it
