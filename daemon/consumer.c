@@ -523,8 +523,12 @@ static int partition_idle(const struct clv_consumer *c, const struct clv_partiti
     if (hi < 0)
         return 0;
     /* and caught up with what the broker last said it holds */
-    next = pt->last_offset >= 0 ? pt->last_offset + 1
-                                : (pt->start_offset >= 0 ? pt->start_offset : lo);
+    if (pt->last_offset >= 0)
+        next = pt->last_offset + 1;
+    else if (pt->start_offset >= 0)
+        next = pt->start_offset;
+    else /* no commit: consumption starts at the log start, which may be unknown */
+        next = lo >= 0 ? lo : 0;
     return next >= hi;
 }
 

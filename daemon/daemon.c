@@ -238,7 +238,9 @@ static clv_ms clock_now(struct clvd *d)
     group = sweeper_group_clock(&d->sweeper, &d->store, own,
                                 d->consumer.all_idle && d->consumer.nheld == 0,
                                 d->cfg.clock.idle_after * 2 + 10 * CLV_MS_PER_SEC);
-    return group < own || own == 0 ? group : own;
+    /* the group clock already counts this instance unless it is idle, and
+     * then it must not hold the shards it sweeps back either */
+    return group;
 }
 
 static void sweep(struct clvd *d, clv_ms now)

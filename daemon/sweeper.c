@@ -79,8 +79,7 @@ static void append_rescan(struct clv_store *st, uint32_t shard, int64_t from, in
     keys_due(key, st->cfg->key_prefix, shard);
     st->commands++;
     if (from == INT64_MIN)
-        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s -inf +inf WITHSCORES LIMIT 0 %d", key,
-                           limit);
+        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s -inf +inf WITHSCORES LIMIT 0 %d", key, limit);
     else
         redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s (%lld +inf WITHSCORES LIMIT 0 %d", key,
                            (long long)from, limit);
