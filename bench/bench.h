@@ -1,0 +1,252 @@
+/* bench.h -- the clvd end-to-end benchmark (SPEC section 15), shared by
+ * bench.c (options, phases, report), bench_util.c (processes, Redis, HTTP,
+ * /proc), bench_e2e.c (one clvd run against a private Redis and an
+ * in-process Kafka mock cluster) and bench_ceiling.c (Redis's own ceiling
+ * for daemon/lua/apply.lua, without clvd).
+ *
+ * Conventions as in the daemon: 0 / -1 and a one-line reason in `err`;
+ * every object in a caller-owned struct; no global mutable state. */
+#ifndef CLVD_BENCH_H
+#define CLVD_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#include "sbuf.h"
+
+#define B_ERRLEN 512
+#define B_PATHLEN 256
+
+/* Default topic names (SPEC section 11); the bench writes no topic names
+ * into clvd's config, so these are the ones clvd uses. */
+#define B_NINPUT 3
+#define B_NOUTPUT 6
+extern const char *const b_input_topics[B_NINPUT];   /* by enum clv_event_type */
+extern const char *const b_output_topics[B_NOUTPUT]; /* stage-changes, ... dead-letter */
+
+/* ---- options ------------------------------------------------------------------ */
+
+enum b_time_mode {
+    B_TIME_LIVE = 0, /* ts = wall clock at produce, clock.mode wall */
+    B_TIME_HISTORY   /* ts = the generator's (the year before now), clock.mode event */
+};
+
+struct b_opts {
+    const char *clvd;         /* clvd binary */
+    const char *redis_server; /* redis-server binary */
+    const char *json;         /* results file, NULL: none */
+    const char *perf;         /* perf.data path prefix, NULL: no profile */
+    const char *commit;       /* label for the report */
+    const char *workdir;      /* parent of the temp dir (TMPDIR or /tmp) */
+    uint32_t customers;
+    uint64_t events; /* 0: the whole generated stream */
+    double mix[3];   /* visits, logins, purchases */
+    double acquisition_days;
+    uint64_t seed;
+    double rate; /* events/s, 0: as fast as clvd takes them */
+    int partitions, out_partitions;
+    int rate_partitions; /* input partitions of the half-load / --rate run */
+    int brokers;         /* mock brokers (partition leaders spread over them) */
+    double warmup_seconds;
+    int shards;
+    int linger_ms;
+    const char *compression;
+    enum b_time_mode time_mode;
+    int fetch_wait_ms;          /* clvd's fetch.wait.max.ms (the mock does not cut waits short) */
+    char clvd_properties[1024]; /* more kafka.properties lines for clvd's config */
+    int skip_ceiling, skip_half, skip_max;
+    double half_seconds;
+    double ceiling_seconds;
+    int ceiling_depth;
+    int keep;
+    int quiet;
+};
+
+void b_opts_default(struct b_opts *o);
+
+/* ---- results ------------------------------------------------------------------ */
+
+#define B_MAX_CMDS 64
+
+struct b_cmdstat {
+    char name[48];
+    uint64_t calls;
+    double usec;
+};
+
+struct b_cmdstats {
+    int n;
+    struct b_cmdstat c[B_MAX_CMDS];
+};
+
+#define B_MAX_SECONDS 120
+
+struct b_latency_second {
+    int second; /* after the warm-up, by input timestamp */
+    uint64_t n;
+    double p50, p99;
+};
+
+struct b_latency {
+    uint64_t n;                      /* samples (transitions with an event behind them) */
+    double p50, p90, p99, p999, max; /* ms, input timestamp -> output received */
+    double produce_p50, produce_p99; /* ms, input timestamp -> output CreateTime (clvd produce) */
+    double input_p50, input_p99;     /* ms, input timestamp -> its delivery report (bench side) */
+    double clvd_p50, clvd_p99;       /* ms, clvd's own histogram (delivery report), bucketed */
+    uint64_t clvd_n;
+    double clvd_within_25ms; /* share of clvd's histogram at or below 25 ms */
+    uint64_t warmup;         /* transitions left out: inputs of the warm-up */
+    int nseconds;
+    struct b_latency_second sec[B_MAX_SECONDS];
+};
+
+struct b_phase {
+    const char *name;
+    double rate_target; /* 0: unthrottled */
+    int partitions;     /* per input topic */
+    /* volume */
+    uint64_t produced;  /* input messages, sentinels included */
+    uint64_t sentinels; /* one per input partition, last in it: the end marker */
+    uint64_t consumed, applied, duplicates, rejected, conflicts;
+    uint64_t dropped; /* produced - consumed after the drain: lost in the mock */
+    uint64_t outputs_delivered, outputs_received;
+    double output_bytes_avg;
+    /* time */
+    double seconds;         /* first produce -> last end-marker output received */
+    double events_per_s;    /* produced / seconds */
+    double produce_seconds; /* first -> last produce call */
+    double throttled_s;     /* producer waiting for clvd to consume (mock capacity) */
+    uint64_t window;        /* the flow-control window, messages */
+    struct b_latency lat;
+    /* Redis traffic */
+    uint64_t clvd_commands, clvd_round_trips; /* clvd's counters, whole run */
+    uint64_t server_commands;                 /* total_commands_processed delta */
+    struct b_cmdstats cmds;                   /* commandstats delta */
+    uint64_t apply_calls;                     /* apply.lua successes (ZADD + ZREM) */
+    double events_per_update;
+    /* resources */
+    long clvd_hwm_kb, clvd_rss_kb;
+    double cpu_clvd, cpu_redis, cpu_bench; /* seconds over the measured window */
+    double cpu_other;                      /* every other process on the machine */
+    int nother;
+    double other[B_MAX_SECONDS]; /* cores other processes took, per second after the warm-up */
+    int clvd_exit;               /* status at SIGTERM, -1 unknown */
+    /* Redis memory */
+    uint64_t mem_base, mem_after, mem_peak;
+    uint64_t dbsize, customers_stored, outbox_entries, due_entries;
+    uint64_t mem_due, mem_stats, mem_outbox; /* MEMORY USAGE summed over the shards */
+    double bytes_per_customer;
+    double state_len_avg, state_mem_avg; /* STRLEN, MEMORY USAGE (sampled) */
+    double npdays_avg, ndedupe_avg, nmarks_avg;
+    uint64_t sampled;
+};
+
+struct b_ceiling_run {
+    const char *mode; /* "script" or "clvd" */
+    int threads;
+    double seconds;
+    uint64_t updates, errors;
+    double updates_per_s; /* customer updates (script calls) per second */
+    double commands_per_s;
+    double redis_cpu; /* Redis CPU seconds / wall seconds */
+};
+
+struct b_ceiling {
+    uint32_t customers;
+    int depth;
+    size_t blob_len, payload_len;
+    double outbox_share; /* outbox entries per call */
+    int nruns;
+    struct b_ceiling_run runs[4];
+    double script_calls_per_s; /* best "script" run */
+    double updates_per_s;      /* best "clvd" run: GET + EVALSHA (+ HDEL) per update */
+};
+
+/* ---- bench_util.c ------------------------------------------------------------- */
+
+double b_mono(void);     /* seconds, CLOCK_MONOTONIC */
+int64_t b_wall_us(void); /* microseconds since the epoch */
+void b_sleep(double seconds);
+
+int b_tmpdir(const char *parent, char *out, size_t outlen, char *err, size_t errlen);
+void b_rmtree(const char *dir);
+
+/* fork + exec with stdout/stderr appended to `log` (NULL: inherit) and
+ * PR_SET_PDEATHSIG(SIGKILL), so the child dies with the bench. */
+int b_spawn(char *const argv[], const char *log, pid_t *pid, char *err, size_t errlen);
+/* SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit status
+ * (0..255), 128+signal, or -1 if it was not running. */
+int b_stop(pid_t pid, double grace);
+int b_alive(pid_t pid);
+void b_tail(const char *path, size_t bytes, const char *title);
+
+/* /proc: user+system CPU seconds of a process; a "Vm...:" field in kB. */
+double b_proc_cpu(pid_t pid);
+long b_proc_status_kb(pid_t pid, const char *field);
+double b_self_cpu(void);
+/* CPU seconds all processes spent so far (/proc/stat, busy time). */
+double b_system_busy(void);
+
+struct b_redis {
+    pid_t pid;
+    char dir[B_PATHLEN];
+    char socket[B_PATHLEN];
+    char log[B_PATHLEN];
+};
+
+/* Start redis-server on a unix socket in `dir` (persistence off); returns
+ * when it answers PING. */
+int b_redis_start(struct b_redis *r, const char *bin, const char *dir, char *err, size_t errlen);
+void b_redis_stop(struct b_redis *r);
+redisContext *b_redis_connect(const struct b_redis *r, char *err, size_t errlen);
+/* A numeric field of INFO <section>. */
+int b_info_u64(redisContext *c, const char *section, const char *field, uint64_t *out);
+int b_cmdstats_read(redisContext *c, struct b_cmdstats *cs);
+/* after - before, per command, sorted by calls (descending). */
+void b_cmdstats_delta(const struct b_cmdstats *before, const struct b_cmdstats *after,
+                      struct b_cmdstats *out);
+uint64_t b_cmdstats_calls(const struct b_cmdstats *cs, const char *name);
+
+/* A free TCP port on 127.0.0.1 (bound and released). */
+int b_free_port(void);
+/* HTTP/1.0 GET of 127.0.0.1:port/path into `body`; returns the status code or -1. */
+int b_http_get(int port, const char *path, struct clv_sbuf *body);
+/* The sum of every sample of metric `name` whose labels contain `label`
+ * (NULL: any); 0 if none. */
+double b_metric(const char *page, const char *name, const char *label);
+int b_metric_has(const char *page, const char *name); /* 1 if any sample of it is there */
+/* A Prometheus histogram read from a page: cumulative counts per bound. */
+#define B_HIST_MAX 40
+struct b_hist {
+    int n;
+    double le[B_HIST_MAX], cum[B_HIST_MAX]; /* le in seconds; the last is +Inf */
+};
+int b_hist_read(const char *page, const char *name, struct b_hist *h);
+void b_hist_sub(struct b_hist *h, const struct b_hist *before); /* h -= before */
+uint64_t b_hist_count(const struct b_hist *h);
+/* q-quantile (0..1), interpolated inside the bucket as Prometheus does; -1 if empty. */
+double b_hist_quantile(const struct b_hist *h, double q);
+/* Share (0..1) of the observations at or below the bound `le`; -1 if no such bound. */
+double b_hist_share(const struct b_hist *h, double le);
+
+/* Exact quantile of a sorted array. */
+double b_quantile_sorted(const double *v, size_t n, double q);
+
+/* ---- bench_e2e.c ---------------------------------------------------------------- */
+
+/* One run: private Redis, mock Kafka, clvd child, producer and output
+ * consumer threads.  `rate` 0 = unthrottled; `events` 0 = the whole stream. */
+int b_run_phase(const struct b_opts *o, const char *name, double rate, uint64_t events,
+                int partitions, const char *perf, struct b_phase *ph, char *err, size_t errlen);
+
+/* ---- bench_ceiling.c -------------------------------------------------------------- */
+
+/* Redis alone driving apply.lua with pipelines from 1 and 2 threads; blob,
+ * payload sizes and the outbox share come from the clvd run when known. */
+int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
+                  struct b_ceiling *ce, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,368 @@
+/* bench_ceiling.c -- Redis's own ceiling for the project's update script
+ * (daemon/lua/apply.lua), without clvd: client threads drive it through
+ * hiredis pipelines with realistic arguments, against a fresh redis-server.
+ *
+ * Two workloads:
+ *   script  EVALSHA apply.lua only, one pipeline per `depth` customers:
+ *           the script's own ceiling (calls/s);
+ *   clvd    what clvd sends per customer update: a pipeline of GETs, then
+ *           one of EVALSHAs, then one of HDELs for the outbox entries
+ *           (the trim after the delivery report): updates/s.
+ * Every call succeeds (the client tracks each customer's version), writes a
+ * state blob of the size clvd's states had, moves the due-index entry, and
+ * every 1/outbox_share-th call adds an outbox entry and two counter moves. */
+#include "bench.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "keys.h"
+
+extern const char clv_lua_apply[];
+
+#define KEY_PREFIX "clv:"
+#define MAX_ARGS 24
+#define CEILING_RUNS 4 /* script and clvd, 1 and 2 threads */
+
+struct cthread {
+    const char *socket;
+    const char *sha;
+    int clvd_mix;
+    int tid, nthreads, shards, depth;
+    uint32_t customers;
+    uint64_t *versions; /* shared; a thread owns the customers i with i % nthreads == tid */
+    double seconds;     /* 0: one pass over its customers */
+    size_t blob_len, payload_len;
+    int outbox_every; /* 0: never */
+    /* results */
+    uint64_t updates, commands, errors;
+    double elapsed;
+    int rc;
+    char err[B_ERRLEN];
+};
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+struct call {
+    char id[32], key[CLV_KEY_MAX], due_key[CLV_KEY_MAX], out_key[CLV_KEY_MAX];
+    char stats_key[CLV_KEY_MAX], field[64], due[24];
+    size_t idlen, keylen, fieldlen;
+    unsigned char old[8];
+    int has_out;
+};
+
+static void call_init(struct cthread *t, struct call *c, uint32_t i, uint64_t calls)
+{
+    uint32_t shard;
+
+    c->idlen = (size_t)snprintf(c->id, sizeof(c->id), "k%07u", i);
+    shard = keys_shard_of(c->id, c->idlen, (uint32_t)t->shards);
+    c->keylen = keys_customer(c->key, KEY_PREFIX, shard, c->id, c->idlen);
+    keys_due(c->due_key, KEY_PREFIX, shard);
+    keys_outbox(c->out_key, KEY_PREFIX, shard);
+    keys_stats(c->stats_key, KEY_PREFIX, shard);
+    snprintf(c->due, sizeof(c->due), "%lld",
+             (long long)(clv_now_ms() + 30 * CLV_MS_PER_DAY + (clv_ms)(i % 86400) * 1000));
+    c->has_out = t->outbox_every > 0 && calls % (uint64_t)t->outbox_every == 0;
+    /* clvd deletes each outbox entry after its delivery (the HDEL of the
+     * "clvd" workload); without the HDEL the entry is overwritten instead,
+     * so that the outbox keeps its size through the run */
+    c->fieldlen =
+        (size_t)snprintf(c->field, sizeof(c->field), "0:%llu:%s",
+                         t->clvd_mix ? (unsigned long long)t->versions[i] + 1 : 1ULL, c->id);
+}
+
+static void append_eval(redisContext *ctx, struct cthread *t, struct call *c, uint64_t version,
+                        unsigned char *blob, const char *payload)
+{
+    const char *argv[MAX_ARGS];
+    size_t len[MAX_ARGS];
+    int n = 0;
+
+#define ARG(p, l)                                                                                  \
+    do {                                                                                           \
+        argv[n] = (const char *)(p);                                                               \
+        len[n++] = (l);                                                                            \
+    } while (0)
+    ARG("EVALSHA", 7);
+    ARG(t->sha, 40);
+    ARG("4", 1);
+    ARG(c->key, c->keylen);
+    ARG(c->due_key, strlen(c->due_key));
+    ARG(c->out_key, strlen(c->out_key));
+    ARG(c->stats_key, strlen(c->stats_key));
+    put_be64(c->old, version);
+    ARG(c->old, version ? 8 : 0);
+    put_be64(blob, version + 1);
+    ARG(blob, t->blob_len);
+    ARG(c->id, c->idlen);
+    ARG(c->due, strlen(c->due));
+    if (c->has_out) {
+        ARG("1", 1);
+        ARG(c->field, c->fieldlen);
+        ARG(payload, t->payload_len);
+        ARG("active", 6);
+        ARG("-1", 2);
+        ARG("loyal", 5);
+        ARG("1", 1);
+    } else {
+        ARG("0", 1);
+    }
+#undef ARG
+    redisAppendCommandArgv(ctx, n, argv, len);
+}
+
+static int read_replies(redisContext *ctx, int n, int expect_one, uint64_t *errors)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(ctx, (void **)&r) != REDIS_OK)
+            return -1;
+        if (expect_one && !(r->type == REDIS_REPLY_INTEGER && r->integer == 1))
+            (*errors)++;
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+static void *ceiling_main(void *arg)
+{
+    struct cthread *t = arg;
+    struct timeval tv = {10, 0};
+    redisContext *ctx = redisConnectUnixWithTimeout(t->socket, tv);
+    unsigned char *blob = malloc(t->blob_len > 8 ? t->blob_len : 8);
+    char *payload = malloc(t->payload_len + 1);
+    struct call *calls = calloc((size_t)t->depth, sizeof(*calls));
+    uint32_t mine =
+        (t->customers - (uint32_t)t->tid + (uint32_t)t->nthreads - 1) / (uint32_t)t->nthreads;
+    uint64_t cursor = 0, total = 0;
+    double start, end;
+
+    if (ctx == NULL || ctx->err || blob == NULL || payload == NULL || calls == NULL) {
+        snprintf(t->err, sizeof(t->err), "ceiling thread: %s",
+                 ctx && ctx->err ? ctx->errstr : "out of memory");
+        t->rc = -1;
+        goto out;
+    }
+    redisSetTimeout(ctx, tv);
+    for (size_t i = 0; i < t->blob_len; i++)
+        blob[i] = (unsigned char)(0x41 + (i * 7) % 26);
+    memset(payload, 'x', t->payload_len);
+    payload[t->payload_len] = '\0';
+    if (mine == 0)
+        goto out;
+    start = b_mono();
+    end = start + t->seconds;
+    for (;;) {
+        int n = 0, nout = 0;
+        if (t->seconds > 0 ? b_mono() >= end : cursor >= mine)
+            break;
+        for (; n < t->depth && (t->seconds > 0 || cursor < mine); n++, cursor++) {
+            uint32_t i = (uint32_t)((cursor % mine) * (uint64_t)t->nthreads + (uint64_t)t->tid);
+            call_init(t, &calls[n], i, total + (uint64_t)n);
+        }
+        if (t->clvd_mix) {
+            for (int k = 0; k < n; k++)
+                redisAppendCommand(ctx, "GET %b", calls[k].key, calls[k].keylen);
+            if (read_replies(ctx, n, 0, &t->errors) != 0)
+                goto lost;
+            t->commands += (uint64_t)n;
+        }
+        for (int k = 0; k < n; k++) {
+            uint32_t i =
+                (uint32_t)(((cursor - (uint64_t)n + (uint64_t)k) % mine) * (uint64_t)t->nthreads +
+                           (uint64_t)t->tid);
+            append_eval(ctx, t, &calls[k], t->versions[i], blob, payload);
+        }
+        for (int k = 0; k < n; k++) {
+            uint32_t i =
+                (uint32_t)(((cursor - (uint64_t)n + (uint64_t)k) % mine) * (uint64_t)t->nthreads +
+                           (uint64_t)t->tid);
+            redisReply *r = NULL;
+            if (redisGetReply(ctx, (void **)&r) != REDIS_OK)
+                goto lost;
+            if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+                t->versions[i]++;
+            else
+                t->errors++;
+            freeReplyObject(r);
+        }
+        t->commands += (uint64_t)n;
+        if (t->clvd_mix) {
+            for (int k = 0; k < n; k++)
+                if (calls[k].has_out) {
+                    redisAppendCommand(ctx, "HDEL %s %b", calls[k].out_key, calls[k].field,
+                                       calls[k].fieldlen);
+                    nout++;
+                }
+            if (read_replies(ctx, nout, 0, &t->errors) != 0)
+                goto lost;
+            t->commands += (uint64_t)nout;
+        }
+        total += (uint64_t)n;
+    }
+    t->updates = total;
+    t->elapsed = b_mono() - start;
+    goto out;
+lost:
+    snprintf(t->err, sizeof(t->err), "ceiling thread: redis: %s", ctx->errstr);
+    t->rc = -1;
+out:
+    if (ctx)
+        redisFree(ctx);
+    free(blob);
+    free(payload);
+    free(calls);
+    return NULL;
+}
+
+static int run_threads(struct cthread *proto, int nthreads, double seconds, pid_t redis_pid,
+                       struct b_ceiling_run *res, char *err, size_t errlen)
+{
+    struct cthread t[2];
+    pthread_t th[2];
+    double cpu0 = b_proc_cpu(redis_pid), wall0 = b_mono(), wall;
+    int started = 0, rc = 0;
+
+    for (int i = 0; i < nthreads; i++) {
+        t[i] = *proto;
+        t[i].tid = i;
+        t[i].nthreads = nthreads;
+        t[i].seconds = seconds;
+        if (pthread_create(&th[i], NULL, ceiling_main, &t[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    wall = b_mono() - wall0;
+    if (started < nthreads) {
+        clv_seterr(err, errlen, "cannot start the ceiling threads");
+        return -1;
+    }
+    if (res) {
+        memset(res, 0, sizeof(*res));
+        res->mode = proto->clvd_mix ? "clvd" : "script";
+        res->threads = nthreads;
+        res->seconds = wall;
+        res->redis_cpu = wall > 0 ? (b_proc_cpu(redis_pid) - cpu0) / wall : 0;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        if (t[i].rc != 0 && rc == 0) {
+            clv_seterr(err, errlen, "%s", t[i].err);
+            rc = -1;
+        }
+        if (res) {
+            res->updates += t[i].updates;
+            res->errors += t[i].errors;
+            res->commands_per_s += (double)t[i].commands;
+        }
+    }
+    if (res && wall > 0) {
+        res->updates_per_s = (double)res->updates / wall;
+        res->commands_per_s /= wall;
+    }
+    return rc;
+}
+
+int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
+                  struct b_ceiling *ce, char *err, size_t errlen)
+{
+    char dir[B_PATHLEN] = "", sha[41] = "";
+    struct b_redis redis;
+    redisContext *rc = NULL;
+    redisReply *r = NULL;
+    struct cthread proto;
+    int status = -1;
+
+    memset(&redis, 0, sizeof(redis));
+    memset(ce, 0, sizeof(*ce));
+    memset(&proto, 0, sizeof(proto));
+    ce->customers = o->customers < 1000000 ? o->customers : 1000000;
+    ce->depth = o->ceiling_depth;
+    if ((uint32_t)ce->depth > ce->customers / 2)
+        ce->depth = (int)(ce->customers / 2 > 0 ? ce->customers / 2 : 1);
+    ce->blob_len = blob_len >= 8 ? blob_len : 150;
+    ce->payload_len = payload_len > 0 ? payload_len : 700;
+    ce->outbox_share = outbox_share > 0 && outbox_share <= 1 ? outbox_share : 0.1;
+    proto.versions = calloc(ce->customers, sizeof(uint64_t));
+    if (proto.versions == NULL) {
+        clv_seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    if (b_tmpdir(o->workdir, dir, sizeof(dir), err, errlen) != 0 ||
+        b_redis_start(&redis, o->redis_server, dir, err, errlen) != 0)
+        goto out;
+    rc = b_redis_connect(&redis, err, errlen);
+    if (rc == NULL)
+        goto out;
+    r = redisCommand(rc, "SCRIPT LOAD %s", clv_lua_apply);
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
+        clv_seterr(err, errlen, "SCRIPT LOAD apply.lua: %s",
+                   r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        goto out;
+    }
+    memcpy(sha, r->str, 40);
+    proto.socket = redis.socket;
+    proto.sha = sha;
+    proto.shards = o->shards;
+    proto.depth = ce->depth;
+    proto.customers = ce->customers;
+    proto.blob_len = ce->blob_len;
+    proto.payload_len = ce->payload_len;
+    proto.outbox_every = (int)(1.0 / ce->outbox_share + 0.5);
+
+    /* every customer exists before anything is timed (as after clvd's run) */
+    if (!o->quiet)
+        fprintf(stderr, "  ceiling: creating %u customers\n", ce->customers);
+    if (run_threads(&proto, 2, 0, redis.pid, NULL, err, errlen) != 0)
+        goto out;
+    /* two rounds of the four workloads, interleaved; the better round counts */
+    for (int k = 0; k < 2 * CEILING_RUNS; k++) {
+        int mix = (k / 2) % 2, threads = 1 + k % 2;
+        struct b_ceiling_run *res = &ce->runs[k % CEILING_RUNS], tmp;
+        proto.clvd_mix = mix;
+        if (run_threads(&proto, threads, o->ceiling_seconds, redis.pid, &tmp, err, errlen) != 0)
+            goto out;
+        if (!o->quiet)
+            fprintf(stderr, "  ceiling: %-6s %d thread(s): %9.0f updates/s (redis cpu %.2f)\n",
+                    tmp.mode, threads, tmp.updates_per_s, tmp.redis_cpu);
+        if (tmp.errors) {
+            clv_seterr(err, errlen, "ceiling: %llu unexpected replies (%s, %d threads)",
+                       (unsigned long long)tmp.errors, tmp.mode, threads);
+            goto out;
+        }
+        if (k < CEILING_RUNS || tmp.updates_per_s > res->updates_per_s)
+            *res = tmp;
+        if (k < CEILING_RUNS)
+            ce->nruns++;
+        if (!mix && tmp.updates_per_s > ce->script_calls_per_s)
+            ce->script_calls_per_s = tmp.updates_per_s;
+        if (mix && tmp.updates_per_s > ce->updates_per_s)
+            ce->updates_per_s = tmp.updates_per_s;
+    }
+    status = 0;
+out:
+    if (r)
+        freeReplyObject(r);
+    if (rc)
+        redisFree(rc);
+    b_redis_stop(&redis);
+    if (dir[0]) {
+        if (o->keep)
+            fprintf(stderr, "bench: ceiling kept in %s\n", dir);
+        else
+            b_rmtree(dir);
+    }
+    free(proto.versions);
+    return status;
+}

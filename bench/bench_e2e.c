@@ -1,0 +1,1183 @@
+/* bench_e2e.c -- one measured clvd run (see bench.h, docs/performance.md).
+ *
+ *   bench process                                   clvd (child)        redis-server (child)
+ *   ├─ mock Kafka cluster (librdkafka, loopback)  ◀──── consumer/producer ──▶ unix socket
+ *   ├─ producer thread: loadgen → inputs, flow-controlled against the
+ *   │  mock's per-partition capacity, then one end marker per partition
+ *   ├─ output thread: reads every output partition, latency per transition
+ *   └─ main: scrapes clvd's /metrics, waits for the end markers, measures
+ *
+ * Latency: the input message's timestamp (CreateTime, set by the bench to
+ * the event's `ts`) to the moment the bench's own consumer receives the
+ * transition it caused (stage-changes and tier-changes; their `at` is the
+ * `ts` of the event behind them).  The end of the run is the moment the end
+ * markers' transitions arrive: every partition's last message is applied. */
+#define _GNU_SOURCE
+#include "bench.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "customer.h"
+#include "keys.h"
+#include "loadgen.h"
+#include "timeutil.h"
+
+/* librdkafka 2.0's mock keeps at most 5 MB (and 100 000 message sets) per
+ * partition and silently drops the oldest beyond that. */
+#define MOCK_PARTITION_BYTES (5.0 * 1024 * 1024)
+#define WINDOW_SHARE 0.5
+#define RECORD_OVERHEAD 40.0 /* record header and a share of the batch header */
+#define SENTINEL_PREFIX "zz-bench-end-"
+#define KEY_PREFIX "clv:"
+#define STALL_SECONDS 60.0
+#define SAMPLE_KEYS 2000
+#define DR_BUCKETS 20000 /* 0.1 ms each: 2 s */
+/* successful customer compare-and-sets, if clvd exports it (see the docs) */
+#define UPDATES_METRIC "clvd_customer_updates_total"
+
+/* ---- producer thread ---------------------------------------------------------- */
+
+struct prod {
+    const struct b_opts *o;
+    rd_kafka_t *rk;
+    struct loadgen *lg;
+    uint64_t limit;  /* events before the end markers */
+    int64_t from_ms; /* delivery delays of the inputs stamped from then on */
+    double rate;
+    atomic_uint_fast64_t consumed[B_NINPUT]; /* clvd's count, from /metrics */
+    atomic_uint_fast64_t produced[B_NINPUT];
+    atomic_uint_fast64_t bytes[B_NINPUT];
+    atomic_uint_fast64_t dr_ok, dr_failed;
+    atomic_int started, done, stop;
+    /* input delivery delay (CreateTime -> delivery report), 0.1 ms buckets;
+     * touched by the producer thread only (it serves the reports) */
+    uint32_t dr_hist[DR_BUCKETS + 1];
+    double t_first, t_last, throttled; /* monotonic seconds */
+    uint64_t window;                   /* largest flow-control window used */
+    int rc;
+    char err[B_ERRLEN];
+};
+
+static void prod_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct prod *p = opaque;
+    int64_t created, delay;
+
+    (void)rk;
+    if (m->err) {
+        atomic_fetch_add(&p->dr_failed, 1);
+        return;
+    }
+    atomic_fetch_add(&p->dr_ok, 1);
+    /* the message's timestamp in a delivery report is the broker's
+     * LogAppendTime when it sends one (the mock sends a dummy): the opaque
+     * carries the CreateTime instead */
+    created = (int64_t)(intptr_t)m->_private;
+    if (created < p->from_ms || p->o->time_mode != B_TIME_LIVE)
+        return;
+    delay = (b_wall_us() - created * 1000) / 100;
+    p->dr_hist[delay < 0 ? 0 : delay > DR_BUCKETS ? DR_BUCKETS : delay]++;
+}
+
+/* q-quantile of the input delivery delays, ms */
+static double dr_quantile(const struct prod *p, double q)
+{
+    uint64_t n = 0, seen = 0;
+
+    for (int i = 0; i <= DR_BUCKETS; i++)
+        n += p->dr_hist[i];
+    for (int i = 0; i <= DR_BUCKETS && n; i++) {
+        seen += p->dr_hist[i];
+        if ((double)seen >= q * (double)n)
+            return (i + 0.5) / 10.0;
+    }
+    return 0;
+}
+
+/* Keep what clvd has not yet consumed within half the mock's capacity.
+ * Only when producing flat out: at a fixed rate clvd keeps up (or the run
+ * shows that it does not), and clvd's consumed counter, published once a
+ * second, is too stale a signal for a window of a second or less; a loss
+ * would still be caught by the produced == consumed check at the end. */
+static void wait_window(struct prod *p, int t)
+{
+    double waited = 0;
+
+    if (p->rate > 0)
+        return;
+    for (;;) {
+        uint64_t n = atomic_load(&p->produced[t]), c = atomic_load(&p->consumed[t]);
+        uint64_t bytes = atomic_load(&p->bytes[t]);
+        double avg = (n ? (double)bytes / (double)n : 160.0) + RECORD_OVERHEAD;
+        uint64_t win = (uint64_t)(WINDOW_SHARE * p->o->partitions * MOCK_PARTITION_BYTES / avg);
+        if (win > p->window)
+            p->window = win;
+        if (n < c + win || atomic_load(&p->stop))
+            break;
+        if (waited == 0)
+            waited = b_mono();
+        rd_kafka_poll(p->rk, 2);
+    }
+    if (waited > 0)
+        p->throttled += b_mono() - waited;
+}
+
+static int produce(struct prod *p, int t, int32_t partition, const char *key, size_t keylen,
+                   const char *val, size_t len, clv_ms ts)
+{
+    rd_kafka_resp_err_t e;
+
+    for (;;) {
+        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(b_input_topics[t]),
+                              RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, keylen),
+                              RD_KAFKA_V_VALUE((void *)val, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts),
+                              RD_KAFKA_V_OPAQUE((void *)(intptr_t)ts), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(p->rk, 5);
+    }
+    if (e) {
+        snprintf(p->err, sizeof(p->err), "produce to %s: %s", b_input_topics[t],
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    atomic_fetch_add(&p->bytes[t], len + keylen);
+    atomic_fetch_add(&p->produced[t], 1);
+    return 0;
+}
+
+/* SPEC section 3: one JSON object, keyed by customer id. */
+static size_t format_event(char *buf, size_t len, int type, const char *event_id,
+                           const char *customer_id, clv_ms ts, double amount, const char *channel)
+{
+    char tsb[32];
+    int n;
+
+    rfc3339_format(ts, tsb, sizeof(tsb));
+    if (type == CLV_EV_PURCHASE)
+        n = snprintf(buf, len,
+                     "{\"event_id\":\"%s\",\"customer_id\":\"%s\",\"ts\":\"%s\",\"amount\":%.2f,"
+                     "\"channel\":\"%s\"}",
+                     event_id, customer_id, tsb, amount, channel);
+    else
+        n = snprintf(
+            buf, len,
+            "{\"event_id\":\"%s\",\"customer_id\":\"%s\",\"ts\":\"%s\",\"channel\":\"%s\"}",
+            event_id, customer_id, tsb, channel);
+    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+static void pace(struct prod *p, uint64_t i)
+{
+    double due = p->t_first + (double)i / p->rate, now = b_mono();
+
+    /* sleeping is coarse: only when ahead by more than half a millisecond */
+    if (due - now > 0.0005)
+        b_sleep(due - now);
+}
+
+static void *producer_main(void *arg)
+{
+    struct prod *p = arg;
+    const struct b_opts *o = p->o;
+    struct loadgen_event ev;
+    char val[512], id[64], eid[80];
+    clv_ms last_ts = 0;
+    uint64_t i = 0;
+    double last_poll = 0;
+    size_t len;
+
+    p->t_first = b_mono();
+    atomic_store(&p->started, 1);
+    while (i < p->limit && !atomic_load(&p->stop)) {
+        clv_ms ts;
+        int r = loadgen_next(p->lg, &ev);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            snprintf(p->err, sizeof(p->err), "loadgen: out of memory");
+            goto fail;
+        }
+        if (p->rate > 0)
+            pace(p, i);
+        wait_window(p, (int)ev.type);
+        ts = o->time_mode == B_TIME_HISTORY ? ev.ts : clv_now_ms();
+        last_ts = ts;
+        len = format_event(val, sizeof(val), (int)ev.type, ev.event_id, ev.customer_id, ts,
+                           ev.amount, ev.channel);
+        if (len == 0) {
+            snprintf(p->err, sizeof(p->err), "event %s does not fit the buffer", ev.event_id);
+            goto fail;
+        }
+        if (produce(p, (int)ev.type, RD_KAFKA_PARTITION_UA, ev.customer_id, strlen(ev.customer_id),
+                    val, len, ts) != 0)
+            goto fail;
+        i++;
+        if ((i & 15) == 0 && b_mono() - last_poll > 0.0005) {
+            rd_kafka_poll(p->rk, 0); /* delivery reports, timed to 0.5 ms */
+            last_poll = b_mono();
+        }
+    }
+    /* End markers: a new customer per input partition, the last message in
+     * it; its transition arrives once everything before it is applied. */
+    for (int t = 0; t < B_NINPUT; t++) {
+        for (int part = 0; part < o->partitions; part++) {
+            clv_ms ts = o->time_mode == B_TIME_HISTORY ? last_ts + 1 : clv_now_ms();
+            wait_window(p, t);
+            snprintf(id, sizeof(id), SENTINEL_PREFIX "%d-%d", t, part);
+            snprintf(eid, sizeof(eid), "%s-0", id);
+            len = format_event(val, sizeof(val), t, eid, id, ts, 1.0, "direct");
+            if (produce(p, t, part, id, strlen(id), val, len, ts) != 0)
+                goto fail;
+        }
+    }
+    p->t_last = b_mono();
+    while (rd_kafka_outq_len(p->rk) > 0 && !atomic_load(&p->stop))
+        rd_kafka_poll(p->rk, 10);
+    atomic_store(&p->done, 1);
+    return NULL;
+fail:
+    p->rc = -1;
+    p->t_last = b_mono();
+    atomic_store(&p->done, 1);
+    return NULL;
+}
+
+static rd_kafka_t *input_producer(const struct b_opts *o, const char *bootstraps, struct prod *p,
+                                  char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char kerr[256], linger[16];
+    rd_kafka_t *rk;
+    const char *kv[][2] = {
+        {"bootstrap.servers", bootstraps},
+        {"linger.ms", linger},
+        {"batch.num.messages", "10000"},
+        {"queue.buffering.max.messages", "1000000"},
+        {"queue.buffering.max.kbytes", "1048576"},
+        {"compression.codec", o->compression},
+        {"acks", "1"},
+        {"client.id", "clvd-bench-input"},
+        {"log_level", "3"},
+    };
+
+    snprintf(linger, sizeof(linger), "%d", o->linger_ms);
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            clv_seterr(err, errlen, "input producer: %s: %s", kv[i][0], kerr);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, prod_dr);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        clv_seterr(err, errlen, "input producer: %s", kerr);
+    }
+    return rk;
+}
+
+/* ---- output consumer thread ---------------------------------------------------- */
+
+struct outc {
+    rd_kafka_t *rk;
+    int live;        /* latency only with live timestamps */
+    int64_t from_ms; /* latency of the inputs stamped from then on (after the warm-up) */
+    int nsentinels;  /* expected */
+    uint8_t *seen;   /* [topic * partitions + partition] */
+    int partitions;
+    atomic_int stop;
+    atomic_int sentinels;
+    atomic_uint_fast64_t received[B_NOUTPUT];
+    double t_end; /* monotonic, when the last end marker arrived (valid once sentinels done) */
+    /* owned by the thread until joined */
+    double *lat, *lat_prod, *when; /* when: input time, seconds after from_ms */
+    size_t n, cap;
+    FILE *dump; /* $CLVD_BENCH_LATENCY_DUMP: one line per sample */
+    uint64_t bytes, customer_msgs, warmup;
+};
+
+static int out_topic_index(const char *name)
+{
+    for (int i = 0; i < B_NOUTPUT; i++)
+        if (strcmp(name, b_output_topics[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void sentinel_seen(struct outc *oc, const rd_kafka_message_t *m)
+{
+    size_t plen = strlen(SENTINEL_PREFIX);
+    char key[64];
+    int t, part;
+
+    if (m->key_len <= plen || m->key_len >= sizeof(key) ||
+        memcmp(m->key, SENTINEL_PREFIX, plen) != 0)
+        return;
+    memcpy(key, m->key, m->key_len);
+    key[m->key_len] = '\0';
+    if (sscanf(key + plen, "%d-%d", &t, &part) != 2 || t < 0 || t >= B_NINPUT || part < 0 ||
+        part >= oc->partitions || oc->seen[t * oc->partitions + part])
+        return;
+    oc->seen[t * oc->partitions + part] = 1;
+    if (atomic_load(&oc->sentinels) + 1 == oc->nsentinels)
+        oc->t_end = b_mono();
+    atomic_fetch_add(&oc->sentinels, 1);
+}
+
+static void latency_sample(struct outc *oc, const rd_kafka_message_t *m, int64_t recv_us)
+{
+    const char *v = m->payload, *at;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t created;
+    clv_ms at_ms;
+
+    at = memmem(v, m->len, "\"at\":\"", 6);
+    if (at == NULL || at + 6 + 24 > v + m->len || rfc3339_parse(at + 6, 24, &at_ms) != 0)
+        return;
+    if (oc->n == oc->cap) {
+        size_t ncap = oc->cap ? oc->cap * 2 : 65536;
+        double *a = realloc(oc->lat, ncap * sizeof(*a)), *b, *c;
+        if (a == NULL)
+            return;
+        oc->lat = a;
+        b = realloc(oc->lat_prod, ncap * sizeof(*b));
+        if (b == NULL)
+            return;
+        oc->lat_prod = b;
+        c = realloc(oc->when, ncap * sizeof(*c));
+        if (c == NULL)
+            return;
+        oc->when = c;
+        oc->cap = ncap;
+    }
+    if (at_ms < oc->from_ms) {
+        oc->warmup++;
+        return;
+    }
+    created = rd_kafka_message_timestamp(m, &tstype);
+    oc->lat[oc->n] = (double)(recv_us - at_ms * 1000) / 1000.0;
+    oc->lat_prod[oc->n] = (double)(created - at_ms);
+    oc->when[oc->n] = (double)(at_ms - oc->from_ms) / 1000.0;
+    if (oc->dump)
+        fprintf(oc->dump, "%lld %.3f %.0f\n", (long long)recv_us, oc->lat[oc->n],
+                oc->lat_prod[oc->n]);
+    oc->n++;
+}
+
+static void *output_main(void *arg)
+{
+    struct outc *oc = arg;
+
+    while (!atomic_load(&oc->stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(oc->rk, 50);
+        int64_t recv_us = b_wall_us();
+        int t;
+        if (m == NULL)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        t = out_topic_index(rd_kafka_topic_name(m->rkt));
+        if (t >= 0) {
+            atomic_fetch_add(&oc->received[t], 1);
+            if (t <= 3) {
+                oc->bytes += m->len;
+                oc->customer_msgs++;
+            }
+            if (t == 0)
+                sentinel_seen(oc, m);
+            if (oc->live && (t == 0 || t == 3) && m->payload)
+                latency_sample(oc, m, recv_us);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+static rd_kafka_t *output_consumer(const struct b_opts *o, const char *bootstraps, char *err,
+                                   size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *l;
+    char kerr[256];
+    rd_kafka_t *rk;
+    const char *kv[][2] = {
+        {"bootstrap.servers", bootstraps},   {"group.id", "clvd-bench-outputs"},
+        {"enable.auto.commit", "false"},     {"enable.partition.eof", "false"},
+        {"fetch.wait.max.ms", "1"},          {"fetch.error.backoff.ms", "5"},
+        {"client.id", "clvd-bench-outputs"}, {"log_level", "3"},
+    };
+
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+            clv_seterr(err, errlen, "output consumer: %s: %s", kv[i][0], kerr);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        clv_seterr(err, errlen, "output consumer: %s", kerr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    l = rd_kafka_topic_partition_list_new(B_NOUTPUT * o->out_partitions);
+    for (int t = 0; t < B_NOUTPUT; t++)
+        for (int part = 0; part < o->out_partitions; part++)
+            rd_kafka_topic_partition_list_add(l, b_output_topics[t], part)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
+    if (rd_kafka_assign(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        clv_seterr(err, errlen, "output consumer: assign failed");
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+/* ---- Kafka mock cluster and clvd ------------------------------------------------------ */
+
+static int mock_start(const struct b_opts *o, rd_kafka_t **host, rd_kafka_mock_cluster_t **mc,
+                      char *bootstraps, size_t blen, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char kerr[256];
+
+    rd_kafka_conf_set(conf, "log_level", "3", kerr, sizeof(kerr));
+    *host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (*host == NULL) {
+        rd_kafka_conf_destroy(conf);
+        clv_seterr(err, errlen, "mock cluster host: %s", kerr);
+        return -1;
+    }
+    *mc = rd_kafka_mock_cluster_new(*host, o->brokers);
+    if (*mc == NULL) {
+        clv_seterr(err, errlen, "cannot start the Kafka mock cluster");
+        return -1;
+    }
+    for (int t = 0; t < B_NINPUT; t++)
+        if (rd_kafka_mock_topic_create(*mc, b_input_topics[t], o->partitions, 1)) {
+            clv_seterr(err, errlen, "mock topic %s: cannot create", b_input_topics[t]);
+            return -1;
+        }
+    for (int t = 0; t < B_NOUTPUT; t++)
+        if (rd_kafka_mock_topic_create(*mc, b_output_topics[t], o->out_partitions, 1)) {
+            clv_seterr(err, errlen, "mock topic %s: cannot create", b_output_topics[t]);
+            return -1;
+        }
+    snprintf(bootstraps, blen, "%s", rd_kafka_mock_cluster_bootstraps(*mc));
+    return 0;
+}
+
+static int write_config(const struct b_opts *o, const char *path, const char *bootstraps,
+                        const char *socket, int port, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL) {
+        clv_seterr(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f,
+            "# written by clvd_bench\n"
+            "kafka:\n"
+            "  brokers: \"%s\"\n"
+            "  group_id: clvd-bench\n"
+            "  properties:\n"
+            "    fetch.wait.max.ms: \"%d\"\n"
+            "%s"
+            "redis:\n"
+            "  unix_socket: \"%s\"\n"
+            "  shards: %d\n"
+            "clock:\n"
+            "  mode: %s\n"
+            "%s"
+            "metrics:\n"
+            "  listen: \"127.0.0.1:%d\"\n"
+            "log:\n"
+            "  level: %s\n",
+            bootstraps, o->fetch_wait_ms, o->clvd_properties, socket, o->shards,
+            o->time_mode == B_TIME_HISTORY ? "event" : "wall",
+            o->time_mode == B_TIME_HISTORY ? "  idle_after: 1s\n" : "", port,
+            getenv("CLVD_BENCH_LOG_LEVEL") ? getenv("CLVD_BENCH_LOG_LEVEL") : "info");
+    if (fclose(f) != 0) {
+        clv_seterr(err, errlen, "%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Until /healthz says 200: consumer assigned and Redis up. */
+static int wait_ready(int port, pid_t clvd, const char *log, double timeout, char *err,
+                      size_t errlen)
+{
+    double deadline = b_mono() + timeout;
+    struct clv_sbuf body;
+    int rc = -1;
+
+    sbuf_init(&body);
+    while (b_mono() < deadline) {
+        if (!b_alive(clvd)) {
+            b_tail(log, 3000, "clvd log");
+            clv_seterr(err, errlen, "clvd exited at start (log: %s)", log);
+            goto out;
+        }
+        if (b_http_get(port, "/healthz", &body) == 200) {
+            rc = 0;
+            goto out;
+        }
+        b_sleep(0.1);
+    }
+    b_tail(log, 3000, "clvd log");
+    clv_seterr(err, errlen, "clvd not healthy after %.0f s", timeout);
+out:
+    sbuf_free(&body);
+    return rc;
+}
+
+static pid_t perf_start(const char *out, pid_t pid)
+{
+    char p[32], *argv[] = {"perf", "record", "-F", "999",       "-e",      "cpu-clock",
+                           "-p",   p,        "-o", (char *)out, "--quiet", NULL};
+    char err[B_ERRLEN];
+    pid_t perf = 0;
+
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    if (b_spawn(argv, "/dev/null", &perf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench: perf: %s\n", err);
+        return 0;
+    }
+    return perf;
+}
+
+static void perf_stop(pid_t perf)
+{
+    int status;
+    double deadline = b_mono() + 20;
+
+    if (perf <= 0)
+        return;
+    kill(perf, SIGINT); /* perf writes its file on SIGINT */
+    while (b_mono() < deadline)
+        if (waitpid(perf, &status, WNOHANG) == perf)
+            return;
+        else
+            b_sleep(0.05);
+    b_stop(perf, 1);
+}
+
+/* ---- measuring Redis ---------------------------------------------------------------- */
+
+static uint64_t shard_sum(redisContext *c, const char *cmd, int shards, int outbox)
+{
+    char key[CLV_KEY_MAX];
+    uint64_t sum = 0;
+
+    for (int s = 0; s < shards; s++) {
+        if (outbox)
+            keys_outbox(key, KEY_PREFIX, (uint32_t)s);
+        else
+            keys_due(key, KEY_PREFIX, (uint32_t)s);
+        redisAppendCommand(c, "%s %s", cmd, key);
+    }
+    for (int s = 0; s < shards; s++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            break;
+        if (r->type == REDIS_REPLY_INTEGER)
+            sum += (uint64_t)r->integer;
+        freeReplyObject(r);
+    }
+    return sum;
+}
+
+/* MEMORY USAGE of one kind of shard key, summed over the shards. */
+static uint64_t shard_memory(redisContext *c, int shards,
+                             size_t (*key)(char *, const char *, uint32_t))
+{
+    char k[CLV_KEY_MAX];
+    uint64_t sum = 0;
+
+    for (int s = 0; s < shards; s++) {
+        key(k, KEY_PREFIX, (uint32_t)s);
+        redisAppendCommand(c, "MEMORY USAGE %s SAMPLES 0", k);
+    }
+    for (int s = 0; s < shards; s++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            break;
+        if (r->type == REDIS_REPLY_INTEGER)
+            sum += (uint64_t)r->integer;
+        freeReplyObject(r);
+    }
+    return sum;
+}
+
+/* Count the customer keys (SCAN) and look closely at a sample of them. */
+static void measure_states(redisContext *c, struct b_phase *ph)
+{
+    char **sample = calloc(SAMPLE_KEYS, sizeof(char *));
+    struct clv_customer *cu = malloc(sizeof(*cu));
+    unsigned long long cursor = 0;
+    size_t ns = 0;
+    double len = 0, mem = 0, npd = 0, ndd = 0, nmk = 0;
+    uint64_t decoded = 0;
+
+    if (sample == NULL || cu == NULL)
+        goto out;
+    do {
+        redisReply *r =
+            redisCommand(c, "SCAN %llu MATCH %s COUNT 2000", cursor, KEY_PREFIX "{s*}:c:*");
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            if (r)
+                freeReplyObject(r);
+            break;
+        }
+        cursor = strtoull(r->element[0]->str, NULL, 10);
+        ph->customers_stored += r->element[1]->elements;
+        for (size_t i = 0; i < r->element[1]->elements && ns < SAMPLE_KEYS; i++)
+            sample[ns++] = strdup(r->element[1]->element[i]->str);
+        freeReplyObject(r);
+    } while (cursor != 0);
+    for (size_t i = 0; i < ns; i++) {
+        redisAppendCommand(c, "GET %s", sample[i]);
+        redisAppendCommand(c, "MEMORY USAGE %s SAMPLES 0", sample[i]);
+    }
+    for (size_t i = 0; i < ns; i++) {
+        redisReply *g = NULL, *m = NULL;
+        char err[128];
+        if (redisGetReply(c, (void **)&g) != REDIS_OK || redisGetReply(c, (void **)&m) != REDIS_OK)
+            break;
+        if (g->type == REDIS_REPLY_STRING) {
+            len += (double)g->len;
+            if (customer_decode(cu, (const unsigned char *)g->str, g->len, err, sizeof(err)) == 0) {
+                npd += cu->npdays;
+                ndd += cu->ndedupe;
+                nmk += cu->nmarks;
+                decoded++;
+            }
+        }
+        if (m->type == REDIS_REPLY_INTEGER)
+            mem += (double)m->integer;
+        freeReplyObject(g);
+        freeReplyObject(m);
+    }
+    ph->sampled = ns;
+    if (ns) {
+        ph->state_len_avg = len / (double)ns;
+        ph->state_mem_avg = mem / (double)ns;
+    }
+    if (decoded) {
+        ph->npdays_avg = npd / (double)decoded;
+        ph->ndedupe_avg = ndd / (double)decoded;
+        ph->nmarks_avg = nmk / (double)decoded;
+    }
+out:
+    if (sample)
+        for (size_t i = 0; i < ns; i++)
+            free(sample[i]);
+    free(sample);
+    free(cu);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* p50 and p99 of the transitions whose input was stamped in each second */
+static void by_second(const struct outc *oc, struct b_latency *l)
+{
+    double *v = malloc(oc->n * sizeof(double) + 1);
+
+    l->nseconds = 0;
+    if (v == NULL)
+        return;
+    for (int sec = 0; sec < B_MAX_SECONDS; sec++) {
+        size_t k = 0;
+        for (size_t i = 0; i < oc->n; i++)
+            if (oc->when[i] >= sec && oc->when[i] < sec + 1)
+                v[k++] = oc->lat[i];
+        if (k == 0)
+            continue;
+        qsort(v, k, sizeof(double), cmp_double);
+        l->sec[l->nseconds].second = sec;
+        l->sec[l->nseconds].n = k;
+        l->sec[l->nseconds].p50 = b_quantile_sorted(v, k, 0.5);
+        l->sec[l->nseconds].p99 = b_quantile_sorted(v, k, 0.99);
+        l->nseconds++;
+    }
+    free(v);
+}
+
+static void latency_figures(struct outc *oc, const char *page, const char *page_warm,
+                            struct b_phase *ph)
+{
+    struct b_latency *l = &ph->lat;
+    struct b_hist h, h0;
+
+    l->n = oc->n;
+    l->warmup = oc->warmup;
+    by_second(oc, l);
+    if (oc->n) {
+        qsort(oc->lat, oc->n, sizeof(double), cmp_double);
+        qsort(oc->lat_prod, oc->n, sizeof(double), cmp_double);
+        l->p50 = b_quantile_sorted(oc->lat, oc->n, 0.50);
+        l->p90 = b_quantile_sorted(oc->lat, oc->n, 0.90);
+        l->p99 = b_quantile_sorted(oc->lat, oc->n, 0.99);
+        l->p999 = b_quantile_sorted(oc->lat, oc->n, 0.999);
+        l->max = oc->lat[oc->n - 1];
+        l->produce_p50 = b_quantile_sorted(oc->lat_prod, oc->n, 0.50);
+        l->produce_p99 = b_quantile_sorted(oc->lat_prod, oc->n, 0.99);
+    }
+    l->clvd_within_25ms = -1;
+    if (!oc->live)
+        return; /* event times a year back: clvd's histogram says nothing */
+    /* clvd's histogram since the end of the warm-up (the first page published after it) */
+    if (b_hist_read(page, "clvd_processing_latency_seconds", &h) != 0)
+        return;
+    if (b_hist_read(page_warm, "clvd_processing_latency_seconds", &h0) == 0)
+        b_hist_sub(&h, &h0);
+    l->clvd_n = b_hist_count(&h);
+    l->clvd_p50 = b_hist_quantile(&h, 0.50) * 1000;
+    l->clvd_p99 = b_hist_quantile(&h, 0.99) * 1000;
+    l->clvd_within_25ms = b_hist_share(&h, 0.025);
+}
+
+/* More events than a year of the shop yields: a longer period (same
+ * customers, more of their activity), until a dry run of the generator
+ * (a few million events a second) reaches the count. */
+static int stream_long_enough(struct loadgen_params *lp, uint64_t events, double max_days,
+                              char *err, size_t errlen)
+{
+    struct loadgen_event ev;
+    struct loadgen *g;
+
+    while (events > 0) {
+        uint64_t n = 0;
+        int r = 1;
+        if (loadgen_new(&g, lp, err, errlen) != 0)
+            return -1;
+        while (n < events && (r = loadgen_next(g, &ev)) == 1)
+            n++;
+        loadgen_free(g);
+        if (r < 0) {
+            clv_seterr(err, errlen, "loadgen: out of memory");
+            return -1;
+        }
+        if (n >= events || lp->days * 1.5 > max_days)
+            break;
+        lp->days *= 1.5;
+    }
+    return 0;
+}
+
+/* ---- the run -------------------------------------------------------------------------- */
+
+struct scrape {
+    uint64_t consumed[B_NINPUT], consumed_total, applied, duplicates, rejected, conflicts;
+    uint64_t out_produced, out_delivered, commands, round_trips;
+    int has_updates;  /* clvd exports its successful compare-and-sets */
+    uint64_t updates; /* clvd_customer_updates_total, when it does */
+};
+
+static int scrape(int port, struct clv_sbuf *page, struct scrape *s)
+{
+    char label[64];
+
+    if (b_http_get(port, "/metrics", page) != 200 || page->len == 0)
+        return -1;
+    memset(s, 0, sizeof(*s));
+    for (int t = 0; t < B_NINPUT; t++) {
+        snprintf(label, sizeof(label), "topic=\"%s\"", b_input_topics[t]);
+        s->consumed[t] = (uint64_t)b_metric(page->buf, "clvd_messages_consumed_total", label);
+        s->consumed_total += s->consumed[t];
+    }
+    s->applied = (uint64_t)b_metric(page->buf, "clvd_events_applied_total", NULL);
+    s->duplicates = (uint64_t)b_metric(page->buf, "clvd_events_duplicate_total", NULL);
+    s->rejected = (uint64_t)b_metric(page->buf, "clvd_messages_rejected_total", NULL);
+    s->conflicts = (uint64_t)b_metric(page->buf, "clvd_cas_conflicts_total", NULL);
+    s->out_produced = (uint64_t)b_metric(page->buf, "clvd_outputs_produced_total", NULL);
+    s->out_delivered = (uint64_t)b_metric(page->buf, "clvd_outputs_delivered_total", NULL);
+    s->commands = (uint64_t)b_metric(page->buf, "clvd_redis_commands_total", NULL);
+    s->round_trips = (uint64_t)b_metric(page->buf, "clvd_redis_round_trips_total", NULL);
+    s->has_updates = b_metric_has(page->buf, UPDATES_METRIC);
+    s->updates = (uint64_t)b_metric(page->buf, UPDATES_METRIC, NULL);
+    return 0;
+}
+
+static uint64_t produced_total(struct prod *p)
+{
+    uint64_t n = 0;
+
+    for (int t = 0; t < B_NINPUT; t++)
+        n += atomic_load(&p->produced[t]);
+    return n;
+}
+
+int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64_t events,
+                int partitions, const char *perf, struct b_phase *ph, char *err, size_t errlen)
+{
+    struct b_opts local = *opts;
+    const struct b_opts *o = &local;
+    char dir[B_PATHLEN] = "", cfg[B_PATHLEN + 16], log[B_PATHLEN + 16], bootstraps[256];
+    struct b_redis redis;
+    redisContext *rc = NULL;
+    rd_kafka_t *host = NULL, *out_rk = NULL;
+    rd_kafka_mock_cluster_t *mc = NULL;
+    struct prod *pr = calloc(1, sizeof(*pr));
+    struct outc *oc = calloc(1, sizeof(*oc));
+    struct loadgen_params lp;
+    pthread_t prod_thread, out_thread;
+    int prod_running = 0, out_running = 0, port, status = -1;
+    pid_t clvd = 0, perf_pid = 0, perf_redis = 0;
+    char perf_redis_path[B_PATHLEN + 16];
+    struct clv_sbuf page, page_warm;
+    struct scrape s0, s;
+    struct b_cmdstats cs0, cs1;
+    uint64_t total_cmds0 = 0, total_cmds1 = 0, last_applied = 0, produced;
+    clv_ms load_next;
+    double cpu_clvd0, cpu_redis0, cpu_self0, sys0 = 0, load_prev, last_progress, next_scrape = 0,
+                                             next_line = 0;
+    double deadline;
+
+    local.partitions = partitions;
+    memset(&redis, 0, sizeof(redis));
+    memset(ph, 0, sizeof(*ph));
+    memset(&s0, 0, sizeof(s0));
+    memset(&s, 0, sizeof(s));
+    ph->name = name;
+    ph->rate_target = rate;
+    ph->partitions = partitions;
+    ph->clvd_exit = -1;
+    sbuf_init(&page);
+    sbuf_init(&page_warm);
+    if (pr == NULL || oc == NULL) {
+        clv_seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    if (b_tmpdir(o->workdir, dir, sizeof(dir), err, errlen) != 0)
+        goto out;
+    snprintf(cfg, sizeof(cfg), "%s/clvd.yaml", dir);
+    snprintf(log, sizeof(log), "%s/clvd.log", dir);
+
+    /* the workload */
+    loadgen_params_default(&lp);
+    lp.seed = o->seed;
+    lp.customers = o->customers;
+    memcpy(lp.mix, o->mix, sizeof(lp.mix));
+    if (o->acquisition_days > 0)
+        lp.acquisition_days = o->acquisition_days;
+    /* history: the period ends an hour ago, so it cannot reach back past 1970 */
+    if (stream_long_enough(
+            &lp, events,
+            o->time_mode == B_TIME_HISTORY ? (double)(clv_now_ms() / CLV_MS_PER_DAY) - 1 : 36500,
+            err, errlen) != 0)
+        goto out;
+    lp.start = clv_now_ms() - (clv_ms)(lp.days * CLV_MS_PER_DAY) - CLV_MS_PER_HOUR;
+    if (lp.start < 0)
+        lp.start = 0; /* live timestamps: the generator's own times are not used */
+    if (loadgen_new(&pr->lg, &lp, err, errlen) != 0)
+        goto out;
+    pr->o = o;
+    pr->rate = rate;
+    pr->limit = events ? events : UINT64_MAX;
+
+    /* Redis, Kafka, clvd */
+    if (b_redis_start(&redis, o->redis_server, dir, err, errlen) != 0)
+        goto out;
+    rc = b_redis_connect(&redis, err, errlen);
+    if (rc == NULL)
+        goto out;
+    if (mock_start(o, &host, &mc, bootstraps, sizeof(bootstraps), err, errlen) != 0)
+        goto out;
+    port = b_free_port();
+    if (port <= 0) {
+        clv_seterr(err, errlen, "no free loopback port for clvd's metrics");
+        goto out;
+    }
+    if (write_config(o, cfg, bootstraps, redis.socket, port, err, errlen) != 0)
+        goto out;
+    {
+        char *argv[] = {(char *)o->clvd, "-c", cfg, NULL};
+        if (b_spawn(argv, log, &clvd, err, errlen) != 0)
+            goto out;
+    }
+    if (wait_ready(port, clvd, log, 60, err, errlen) != 0)
+        goto out;
+
+    /* the output reader, then the baselines */
+    oc->live = o->time_mode == B_TIME_LIVE;
+    if (getenv("CLVD_BENCH_LATENCY_DUMP"))
+        oc->dump = fopen(getenv("CLVD_BENCH_LATENCY_DUMP"), "w");
+    oc->partitions = o->partitions;
+    oc->nsentinels = B_NINPUT * o->partitions;
+    oc->seen = calloc((size_t)oc->nsentinels, 1);
+    if (oc->seen == NULL) {
+        clv_seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    out_rk = output_consumer(o, bootstraps, err, errlen);
+    if (out_rk == NULL)
+        goto out;
+    oc->rk = out_rk;
+    if (pthread_create(&out_thread, NULL, output_main, oc) != 0) {
+        clv_seterr(err, errlen, "cannot start the output thread");
+        goto out;
+    }
+    out_running = 1;
+    pr->rk = input_producer(o, bootstraps, pr, err, errlen);
+    if (pr->rk == NULL)
+        goto out;
+    b_sleep(1.5); /* clvd publishes /metrics once a second: a settled baseline */
+    if (scrape(port, &page, &s0) != 0) {
+        clv_seterr(err, errlen, "cannot read clvd's /metrics on port %d", port);
+        goto out;
+    }
+    b_info_u64(rc, "memory", "used_memory", &ph->mem_base);
+    b_info_u64(rc, "stats", "total_commands_processed", &total_cmds0);
+    b_cmdstats_read(rc, &cs0);
+    s = s0;
+    cpu_clvd0 = b_proc_cpu(clvd);
+    cpu_redis0 = b_proc_cpu(redis.pid);
+    cpu_self0 = b_self_cpu();
+    if (perf) {
+        snprintf(perf_redis_path, sizeof(perf_redis_path), "%s.redis", perf);
+        perf_pid = perf_start(perf, clvd);
+        perf_redis = perf_start(perf_redis_path, redis.pid);
+    }
+
+    /* go */
+    oc->from_ms = clv_now_ms() + (clv_ms)(o->warmup_seconds * 1000);
+    pr->from_ms = oc->from_ms;
+    sys0 = b_system_busy();
+    if (pthread_create(&prod_thread, NULL, producer_main, pr) != 0) {
+        clv_seterr(err, errlen, "cannot start the producer thread");
+        goto out;
+    }
+    prod_running = 1;
+    last_progress = b_mono();
+    load_next = oc->from_ms + 1000;
+    load_prev = b_system_busy() - b_proc_cpu(clvd) - b_proc_cpu(redis.pid) - b_self_cpu();
+    for (;;) {
+        double now = b_mono();
+        if (clv_now_ms() >= load_next && ph->nother < B_MAX_SECONDS) {
+            /* what the rest of the machine took, second by second */
+            double others =
+                b_system_busy() - b_proc_cpu(clvd) - b_proc_cpu(redis.pid) - b_self_cpu();
+            ph->other[ph->nother++] = others - load_prev > 0 ? others - load_prev : 0;
+            load_prev = others;
+            load_next += 1000;
+        }
+        if (!b_alive(clvd)) {
+            clvd = 0;
+            b_tail(log, 3000, "clvd log");
+            clv_seterr(err, errlen, "clvd exited during the run (log: %s)", log);
+            goto out;
+        }
+        if (now >= next_scrape && scrape(port, &page, &s) == 0) {
+            /* keep the first page clvd published after the warm-up */
+            if (page_warm.len == 0 && clv_now_ms() >= oc->from_ms + 1100)
+                sbuf_append(&page_warm, page.buf, page.len + 1);
+            for (int t = 0; t < B_NINPUT; t++)
+                atomic_store(&pr->consumed[t], s.consumed[t]);
+            if (s.applied != last_applied) {
+                last_applied = s.applied;
+                last_progress = now;
+            }
+            next_scrape = now + 0.2;
+        }
+        if (!o->quiet && now >= next_line && atomic_load(&pr->started)) {
+            double el = now - pr->t_first;
+            fprintf(stderr, "\r  %s: %6.1f s  produced %10llu  applied %10llu  (%.0f/s)   ", name,
+                    el, (unsigned long long)produced_total(pr),
+                    (unsigned long long)(s.applied - s0.applied),
+                    el > 0 ? (double)(s.applied - s0.applied) / el : 0.0);
+            next_line = now + 1;
+        }
+        if (atomic_load(&pr->done) && pr->rc != 0) {
+            clv_seterr(err, errlen, "producer: %s", pr->err);
+            goto out;
+        }
+        if (atomic_load(&pr->done) && atomic_load(&oc->sentinels) == oc->nsentinels)
+            break;
+        if (now - last_progress > STALL_SECONDS) {
+            b_tail(log, 3000, "clvd log");
+            clv_seterr(err, errlen, "no progress for %.0f s (applied %llu of %llu produced)",
+                       STALL_SECONDS, (unsigned long long)(s.applied - s0.applied),
+                       (unsigned long long)produced_total(pr));
+            goto out;
+        }
+        b_sleep(0.01);
+    }
+    /* the measured window ends with the last end marker */
+    ph->cpu_clvd = b_proc_cpu(clvd) - cpu_clvd0;
+    ph->cpu_redis = b_proc_cpu(redis.pid) - cpu_redis0;
+    ph->cpu_bench = b_self_cpu() - cpu_self0;
+    ph->cpu_other = b_system_busy() - sys0 - ph->cpu_clvd - ph->cpu_redis - ph->cpu_bench;
+    if (ph->cpu_other < 0)
+        ph->cpu_other = 0; /* clock-tick rounding */
+    perf_stop(perf_pid);
+    perf_stop(perf_redis);
+    perf_pid = perf_redis = 0;
+    if (!o->quiet)
+        fprintf(stderr, "\n");
+    produced = produced_total(pr);
+    ph->produced = produced;
+    ph->sentinels = (uint64_t)oc->nsentinels;
+    ph->seconds = oc->t_end - pr->t_first;
+    ph->events_per_s = ph->seconds > 0 ? (double)produced / ph->seconds : 0;
+    ph->produce_seconds = pr->t_last - pr->t_first;
+    ph->throttled_s = pr->throttled;
+    ph->lat.input_p50 = dr_quantile(pr, 0.50);
+    ph->lat.input_p99 = dr_quantile(pr, 0.99);
+    ph->window = pr->window;
+
+    /* let clvd finish: counters, deliveries, outbox trims */
+    deadline = b_mono() + 30;
+    while (b_mono() < deadline) {
+        uint64_t recv = 0;
+        for (int t = 0; t < B_NOUTPUT; t++)
+            recv += atomic_load(&oc->received[t]);
+        if (scrape(port, &page, &s) == 0 &&
+            s.applied + s.duplicates + s.rejected - s0.applied - s0.duplicates - s0.rejected >=
+                produced &&
+            s.out_delivered == s.out_produced && recv >= s.out_delivered - s0.out_delivered &&
+            shard_sum(rc, "HLEN", o->shards, 1) == 0)
+            break;
+        b_sleep(0.25);
+    }
+    b_sleep(1.2); /* one more page: the settled counters */
+    scrape(port, &page, &s);
+    b_info_u64(rc, "stats", "total_commands_processed", &total_cmds1);
+    b_cmdstats_read(rc, &cs1);
+    b_cmdstats_delta(&cs0, &cs1, &ph->cmds);
+    ph->server_commands = total_cmds1 - total_cmds0;
+    ph->consumed = s.consumed_total - s0.consumed_total;
+    ph->applied = s.applied - s0.applied;
+    ph->duplicates = s.duplicates - s0.duplicates;
+    ph->rejected = s.rejected - s0.rejected;
+    ph->conflicts = s.conflicts - s0.conflicts;
+    ph->dropped = produced > ph->consumed ? produced - ph->consumed : 0;
+    ph->outputs_delivered = s.out_delivered - s0.out_delivered;
+    for (int t = 0; t < B_NOUTPUT; t++)
+        ph->outputs_received += atomic_load(&oc->received[t]);
+    ph->clvd_commands = s.commands - s0.commands;
+    ph->clvd_round_trips = s.round_trips - s0.round_trips;
+    /* customer updates: clvd's own counter if it has one, else inferred
+     * from Redis (each successful apply.lua does one ZADD or ZREM) */
+    ph->apply_calls =
+        s.has_updates ? s.updates - s0.updates
+                      : b_cmdstats_calls(&ph->cmds, "zadd") + b_cmdstats_calls(&ph->cmds, "zrem");
+    ph->events_per_update = ph->apply_calls ? (double)ph->applied / (double)ph->apply_calls : 0;
+
+    /* memory */
+    b_info_u64(rc, "memory", "used_memory", &ph->mem_after);
+    b_info_u64(rc, "memory", "used_memory_peak", &ph->mem_peak);
+    {
+        redisReply *r = redisCommand(rc, "DBSIZE");
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            ph->dbsize = (uint64_t)r->integer;
+        if (r)
+            freeReplyObject(r);
+    }
+    ph->outbox_entries = shard_sum(rc, "HLEN", o->shards, 1);
+    ph->due_entries = shard_sum(rc, "ZCARD", o->shards, 0);
+    measure_states(rc, ph);
+    ph->mem_due = shard_memory(rc, o->shards, keys_due);
+    ph->mem_stats = shard_memory(rc, o->shards, keys_stats);
+    ph->mem_outbox = shard_memory(rc, o->shards, keys_outbox);
+    ph->bytes_per_customer =
+        ph->customers_stored ? (double)(ph->mem_after - ph->mem_base) / (double)ph->customers_stored
+                             : 0;
+
+    /* clvd's memory, then stop it */
+    ph->clvd_hwm_kb = b_proc_status_kb(clvd, "VmHWM:");
+    ph->clvd_rss_kb = b_proc_status_kb(clvd, "VmRSS:");
+    ph->clvd_exit = b_stop(clvd, 15);
+    clvd = 0;
+
+    atomic_store(&oc->stop, 1);
+    pthread_join(out_thread, NULL);
+    out_running = 0;
+    ph->output_bytes_avg = oc->customer_msgs ? (double)oc->bytes / (double)oc->customer_msgs : 0;
+    latency_figures(oc, page.buf, page_warm.len ? page_warm.buf : NULL, ph);
+    if (ph->dropped > 0) {
+        clv_seterr(err, errlen,
+                   "%llu input message(s) produced but never consumed: the mock cluster dropped "
+                   "them (use more --partitions)",
+                   (unsigned long long)ph->dropped);
+        goto out;
+    }
+    status = 0;
+out:
+    if (perf_pid > 0)
+        perf_stop(perf_pid);
+    if (perf_redis > 0)
+        perf_stop(perf_redis);
+    if (prod_running) {
+        atomic_store(&pr->stop, 1);
+        pthread_join(prod_thread, NULL);
+    }
+    if (out_running) {
+        atomic_store(&oc->stop, 1);
+        pthread_join(out_thread, NULL);
+    }
+    if (clvd > 0) {
+        ph->clvd_hwm_kb = ph->clvd_hwm_kb ? ph->clvd_hwm_kb : b_proc_status_kb(clvd, "VmHWM:");
+        ph->clvd_exit = b_stop(clvd, 15);
+    }
+    if (out_rk) {
+        rd_kafka_consumer_close(out_rk);
+        rd_kafka_destroy(out_rk);
+    }
+    if (pr && pr->rk)
+        rd_kafka_destroy(pr->rk);
+    if (mc)
+        rd_kafka_mock_cluster_destroy(mc);
+    if (host)
+        rd_kafka_destroy(host);
+    if (rc)
+        redisFree(rc);
+    b_redis_stop(&redis);
+    if (pr && pr->lg)
+        loadgen_free(pr->lg);
+    if (oc) {
+        if (oc->dump)
+            fclose(oc->dump);
+        free(oc->seen);
+        free(oc->lat);
+        free(oc->lat_prod);
+        free(oc->when);
+    }
+    free(pr);
+    free(oc);
+    sbuf_free(&page);
+    sbuf_free(&page_warm);
+    if (dir[0]) {
+        if (o->keep || status != 0)
+            fprintf(stderr, "bench: %s kept in %s\n", name, dir);
+        else
+            b_rmtree(dir);
+    }
+    return status;
+}
