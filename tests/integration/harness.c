@@ -1407,3 +1407,22 @@ int h_file_last_line(const char *path, const char *needle, char *out, size_t out
     free(buf);
     return rc;
 }
+
+/* ---- a private world --------------------------------------------------------- */
+
+int h_world_start(struct h_world *w, int in_partitions, char *err, size_t errlen)
+{
+    if (h_tmpdir_create(w->dir, sizeof(w->dir), err, errlen) != 0 ||
+        h_redis_start(&w->redis, err, errlen) != 0 || h_kafka_start(&w->kafka, 1, err, errlen) != 0)
+        return -1;
+    return h_kafka_create_default_topics(&w->kafka, in_partitions, 1, err, errlen);
+}
+
+void h_world_stop(struct h_world *w)
+{
+    h_kafka_stop(&w->kafka);
+    h_redis_stop(&w->redis);
+    if (w->dir[0] != '\0')
+        h_tmpdir_remove(w->dir);
+    w->dir[0] = '\0';
+}

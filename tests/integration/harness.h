@@ -144,6 +144,20 @@ int h_produce_async(struct h_kafka *k, const char *topic, int32_t partition, con
                     const void *value, size_t len, char *err, size_t errlen);
 int h_produce_wait(struct h_kafka *k, int timeout_ms, char *err, size_t errlen);
 
+/* ---- a private world --------------------------------------------------------- */
+
+/* A temp dir, a private redis-server and a one-broker mock cluster with the
+ * default topics: what most tests start from. */
+struct h_world {
+    char dir[H_PATHLEN];
+    struct h_redis redis;
+    struct h_kafka kafka;
+};
+
+int h_world_start(struct h_world *w, int in_partitions, char *err, size_t errlen);
+/* Stop whatever was started (idempotent), and remove the temp dir. */
+void h_world_stop(struct h_world *w);
+
 /* ---- consuming outputs ----------------------------------------------------- */
 
 struct h_record {

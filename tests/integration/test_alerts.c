@@ -97,11 +97,9 @@ static const struct rule rules[] = {
 #define NRULES 2
 
 struct fixture {
-    struct h_redis redis;
-    struct h_kafka kafka;
+    struct h_world w; /* dir, redis, kafka */
     struct h_clvd clvd[NINST];
     int port[NINST];
-    char dir[H_PATHLEN];
     int passed;
 };
 
@@ -117,10 +115,7 @@ static int setup(void **state)
         fprintf(stderr, "clvd binary %s is missing: build the clvd target first\n", CLVD_BINARY);
         return -1;
     }
-    if (h_tmpdir_create(f->dir, sizeof(f->dir), err, sizeof(err)) != 0 ||
-        h_redis_start(&f->redis, err, sizeof(err)) != 0 ||
-        h_kafka_start(&f->kafka, 1, err, sizeof(err)) != 0 ||
-        h_kafka_create_default_topics(&f->kafka, IN_PARTS, 1, err, sizeof(err)) != 0) {
+    if (h_world_start(&f->w, IN_PARTS, err, sizeof(err)) != 0) {
         fprintf(stderr, "setup: %s\n", err);
         return -1;
     }
@@ -141,9 +136,7 @@ static int teardown(void **state)
         }
         h_clvd_kill9(&f->clvd[i]);
     }
-    h_kafka_stop(&f->kafka);
-    h_redis_stop(&f->redis);
-    h_tmpdir_remove(f->dir);
+    h_world_stop(&f->w);
     free(f);
     return 0;
 }
@@ -158,7 +151,7 @@ static void purchase(struct fixture *f, const char *cid, int partition, int64_t 
     snprintf(value, sizeof(value),
              "{\"event_id\":\"%s-%lld\",\"customer_id\":\"%s\",\"ts\":\"%s\",\"amount\":20}", cid,
              (long long)ts, cid, when);
-    if (h_produce_async(&f->kafka, H_T_PURCHASES, partition, cid, value, strlen(value), err,
+    if (h_produce_async(&f->w.kafka, H_T_PURCHASES, partition, cid, value, strlen(value), err,
                         sizeof(err)) != 0)
         fail_msg("%s", err);
 }
@@ -167,7 +160,7 @@ static void flush_input(struct fixture *f)
 {
     char err[H_ERRLEN];
 
-    if (h_produce_wait(&f->kafka, 30000, err, sizeof(err)) != 0)
+    if (h_produce_wait(&f->w.kafka, 30000, err, sizeof(err)) != 0)
         fail_msg("producing the input: %s", err);
 }
 
@@ -250,7 +243,7 @@ static void read_alerts(struct fixture *f, size_t n, int timeout_ms, struct h_re
     char err[H_ERRLEN];
 
     h_records_free(rs);
-    if (h_consume(f->kafka.bootstraps, alert_topics, n, 500, timeout_ms, rs, err, sizeof(err)) !=
+    if (h_consume(f->w.kafka.bootstraps, alert_topics, n, 500, timeout_ms, rs, err, sizeof(err)) !=
         0) {
         for (int i = 0; i < NINST; i++)
             if (!h_clvd_running(&f->clvd[i]))
@@ -412,7 +405,7 @@ static void expect_redis_state(struct fixture *f, const char *rule, const char *
     char cmd[128], reply[64], err[H_ERRLEN];
 
     snprintf(cmd, sizeof(cmd), "HGET clv:alerts:state %s", rule);
-    if (h_redis_command(&f->redis, cmd, reply, sizeof(reply), err, sizeof(err)) != 0)
+    if (h_redis_command(&f->w.redis, cmd, reply, sizeof(reply), err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (strcmp(reply, want) != 0)
         fail_msg("%s: \"%s\", want \"%s\"", cmd, reply, want);
@@ -434,9 +427,9 @@ static void start_instances(struct fixture *f, const char *name)
         assert_true(f->port[i] > 0);
         assert_true(i == 0 || f->port[i] != f->port[0]);
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", f->port[i]);
-        snprintf(cfgpath, sizeof(cfgpath), "%s/%s-%d.yaml", f->dir, name, i);
-        snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", f->dir, name, i);
-        assert_int_equal(h_config_init(&cfg, f->kafka.bootstraps, group, f->redis.socket), 0);
+        snprintf(cfgpath, sizeof(cfgpath), "%s/%s-%d.yaml", f->w.dir, name, i);
+        snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", f->w.dir, name, i);
+        assert_int_equal(h_config_init(&cfg, f->w.kafka.bootstraps, group, f->w.redis.socket), 0);
         assert_int_equal(h_config_set_str(&cfg, "metrics.listen", listen), 0);
         assert_int_equal(h_config_set(&cfg, "alerts", "%s", RULES), 0);
         /* as the scale-out tests: a member that joins late (or leaves) is
@@ -576,7 +569,7 @@ static void test_alerts_two_instances(void **state)
 static void instance_id(struct fixture *f, int i, char *out, size_t outlen)
 {
     struct timeval tv = {2, 0};
-    redisContext *c = redisConnectUnixWithTimeout(f->redis.socket, tv);
+    redisContext *c = redisConnectUnixWithTimeout(f->w.redis.socket, tv);
     redisReply *r;
     char needle[32];
 
@@ -616,7 +609,7 @@ static void test_alerts_lease_handover(void **state)
     /* the lease, as if it had expired and the other instance had taken it */
     instance_id(f, next, id, sizeof(id));
     snprintf(cmd, sizeof(cmd), "SET clv:alerts:lease %s PX 15000", id);
-    if (h_redis_command(&f->redis, cmd, NULL, 0, err, sizeof(err)) != 0)
+    if (h_redis_command(&f->w.redis, cmd, NULL, 0, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (h_clvd_wait_log(&f->clvd[next], "alerts: this instance is now the evaluator", 15000) != 0 ||
         h_clvd_wait_log(&f->clvd[old], "alerts: this instance is no longer the evaluator", 15000) !=

@@ -309,10 +309,8 @@ static void check_monotonic(const struct prom_page *prev, const struct prom_page
 /* ---- fixture --------------------------------------------------------------- */
 
 struct fixture {
-    struct h_redis redis;
-    struct h_kafka kafka;
+    struct h_world w; /* dir, redis, kafka */
     struct h_clvd clvd;
-    char dir[H_PATHLEN];
     int port;
     int scrapes;
     struct prom_page last; /* the latest valid scrape */
@@ -332,10 +330,7 @@ static int setup(void **state)
         fprintf(stderr, "clvd binary %s is missing: build the clvd target first\n", CLVD_BINARY);
         return -1;
     }
-    if (h_tmpdir_create(f->dir, sizeof(f->dir), err, sizeof(err)) != 0 ||
-        h_redis_start(&f->redis, err, sizeof(err)) != 0 ||
-        h_kafka_start(&f->kafka, 1, err, sizeof(err)) != 0 ||
-        h_kafka_create_default_topics(&f->kafka, IN_PARTS, 1, err, sizeof(err)) != 0) {
+    if (h_world_start(&f->w, IN_PARTS, err, sizeof(err)) != 0) {
         fprintf(stderr, "setup: %s\n", err);
         return -1;
     }
@@ -351,11 +346,9 @@ static int teardown(void **state)
     if (!f->passed && f->clvd.log[0] != '\0')
         h_dump_file(f->clvd.log, "clvd log", 32 * 1024, stderr);
     h_clvd_kill9(&f->clvd);
-    h_kafka_stop(&f->kafka);
-    h_redis_stop(&f->redis);
+    h_world_stop(&f->w);
     prom_page_free(&f->last);
     free(f->last_text);
-    h_tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
@@ -448,7 +441,8 @@ static void send_msg(struct fixture *f, const char *topic, int partition, const 
     rc = vasprintf(&value, fmt, ap);
     va_end(ap);
     assert_true(rc >= 0);
-    rc = h_produce_async(&f->kafka, topic, partition, key, value, strlen(value), err, sizeof(err));
+    rc =
+        h_produce_async(&f->w.kafka, topic, partition, key, value, strlen(value), err, sizeof(err));
     free(value);
     if (rc != 0)
         fail_msg("%s", err);
@@ -458,7 +452,7 @@ static void flush_input(struct fixture *f)
 {
     char err[H_ERRLEN];
 
-    if (h_produce_wait(&f->kafka, 30000, err, sizeof(err)) != 0)
+    if (h_produce_wait(&f->w.kafka, 30000, err, sizeof(err)) != 0)
         fail_msg("producing the input: %s", err);
 }
 
@@ -563,8 +557,8 @@ static void check_outputs(struct fixture *f, const struct figures *x)
     for (int i = 0; i < x->nrejected; i++)
         rejected += x->rejected[i].n;
     want += (size_t)rejected;
-    if (h_consume(f->kafka.bootstraps, h_output_topics, want, 1000, 60000, &rs, err, sizeof(err)) !=
-        0)
+    if (h_consume(f->w.kafka.bootstraps, h_output_topics, want, 1000, 60000, &rs, err,
+                  sizeof(err)) != 0)
         fprintf(stderr, "[warning] reading the outputs: %s\n", err);
     memset(tr, 0, sizeof(tr));
     for (size_t i = 0; i < rs.n; i++) {
@@ -672,10 +666,10 @@ static void test_metrics_scrape(void **state)
     f->port = prom_free_port();
     assert_true(f->port > 0);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", f->port);
-    snprintf(cfgpath, sizeof(cfgpath), "%s/clvd.yaml", f->dir);
-    snprintf(logpath, sizeof(logpath), "%s/clvd.log", f->dir);
+    snprintf(cfgpath, sizeof(cfgpath), "%s/clvd.yaml", f->w.dir);
+    snprintf(logpath, sizeof(logpath), "%s/clvd.log", f->w.dir);
     snprintf(group, sizeof(group), "clvd-it-metrics-%d", (int)getpid());
-    assert_int_equal(h_config_init(&cfg, f->kafka.bootstraps, group, f->redis.socket), 0);
+    assert_int_equal(h_config_init(&cfg, f->w.kafka.bootstraps, group, f->w.redis.socket), 0);
     assert_int_equal(h_config_set_str(&cfg, "metrics.listen", listen), 0);
     rc = h_config_write(&cfg, cfgpath, err, sizeof(err));
     h_config_free(&cfg);

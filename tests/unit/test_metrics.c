@@ -398,59 +398,28 @@ static void test_collect_and_health(void **state)
 }
 
 /* Find an executable on PATH; 0 if found. */
-static int which(const char *prog, char *out, size_t outlen)
-{
-    const char *path = getenv("PATH");
-    char *copy, *dir, *save = NULL;
-    int found = -1;
-
-    if (path == NULL)
-        return -1;
-    copy = strdup(path);
-    assert_non_null(copy);
-    for (dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        snprintf(out, outlen, "%s/%s", dir[0] ? dir : ".", prog);
-        if (access(out, X_OK) == 0) {
-            found = 0;
-            break;
-        }
-    }
-    free(copy);
-    return found;
-}
-
+/* promtool's own verdict, when the Debian package prometheus is installed
+ * (prom_promtool_check is shared with the integration tests). */
 static void test_promtool(void **state)
 {
-    char promtool[512], file[] = "/tmp/clvd-metrics-XXXXXX", cmd[1200], out[4096];
     struct clv_metrics m;
     struct clv_sbuf b;
-    size_t n = 0;
-    FILE *fp;
-    int fd, status;
+    char err[4608];
+    int rc;
 
     (void)state;
-    if (which("promtool", promtool, sizeof(promtool)) != 0) {
-        print_message("promtool not installed (Debian package prometheus): skipped\n");
-        skip();
-    }
     populate(&m);
     sbuf_init(&b);
     metrics_render(&m, &b);
-    fd = mkstemp(file);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, b.buf, b.len), (ssize_t)b.len);
-    close(fd);
-    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s' 2>&1", promtool, file);
-    fp = popen(cmd, "r");
-    assert_non_null(fp);
-    n = fread(out, 1, sizeof(out) - 1, fp);
-    out[n] = '\0';
-    status = pclose(fp);
-    unlink(file);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || n > 0)
-        fail_msg("promtool check metrics (status %d):\n%s", status, out);
+    rc = prom_promtool_check(b.buf, b.len, err, sizeof(err));
     sbuf_free(&b);
     metrics_free(&m);
+    if (rc == 1) {
+        print_message("promtool not installed (Debian package prometheus): skipped\n");
+        skip();
+    }
+    if (rc != 0)
+        fail_msg("%s", err);
 }
 
 /* ---- the HTTP endpoint ------------------------------------------------------------- */
