@@ -25,6 +25,7 @@ void batch_free(struct clv_batch *b)
     free(b->index);
     free(b->msgs);
     sbuf_free(&b->blobs);
+    sbuf_free(&b->states);
     free(b->trs);
     free(b->work);
     free(b->cas.argv);
@@ -155,11 +156,13 @@ size_t state_outbox_field(char *buf, size_t buflen, enum clv_out_topic topic, ui
 
 /* ---- phase 1: read every state ------------------------------------------------ */
 
-static int load_state(struct clv_item *it, redisReply *r, char *err, size_t errlen)
+/* Keep the state as read (decoded later, by compute_item). */
+static int load_state(struct clv_batch *b, struct clv_item *it, const redisReply *r, char *err,
+                      size_t errlen)
 {
     if (r->type == REDIS_REPLY_NIL) {
-        customer_init(&it->c);
         it->existed = 0;
+        it->statelen = 0;
         memset(it->old_version, 0, 8);
         return 0;
     }
@@ -167,9 +170,10 @@ static int load_state(struct clv_item *it, redisReply *r, char *err, size_t errl
         clv_seterr(err, errlen, "customer %s: unexpected state reply", it->id);
         return -1;
     }
-    if (customer_decode(&it->c, (const unsigned char *)r->str, r->len, err, errlen) != 0)
-        return -1;
     it->existed = 1;
+    it->state_off = b->states.len;
+    it->statelen = r->len;
+    sbuf_append(&b->states, r->str, r->len);
     memcpy(it->old_version, r->str, 8);
     return 0;
 }
@@ -197,7 +201,7 @@ static int read_states(struct clv_store *st, struct clv_batch *b, char *err, siz
             rc = -1;
             continue;
         }
-        if (rc == 0 && load_state(&b->items[i], r, err, errlen) != 0)
+        if (rc == 0 && load_state(b, &b->items[i], r, err, errlen) != 0)
             rc = -1;
         freeReplyObject(r);
     }
@@ -228,22 +232,38 @@ static void emit_transitions(struct clv_batch *b, int item, const struct clv_tra
     }
 }
 
-/* Apply the item's events and deadlines to its state, rendering the
- * messages of every transition.  Returns 1 if the state must be written. */
+static int decode_item(struct clv_batch *b, const struct clv_item *it, char *err, size_t errlen)
+{
+    if (!it->existed) {
+        customer_init(&b->cust);
+        return 0;
+    }
+    if (customer_decode(&b->cust, (const unsigned char *)b->states.buf + it->state_off,
+                        it->statelen, err, errlen) != 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (customer %s)", it->id);
+        return -1;
+    }
+    return 0;
+}
+
+/* Apply the item's events and deadlines to its state (b->cust), rendering
+ * the messages of every transition.  Returns 1 if the state must be written. */
 static int compute_item(struct clv_batch *b, int item, const struct clv_rules *rules,
                         const struct clv_config *cfg, clv_ms now)
 {
     struct clv_item *it = &b->items[item];
+    struct clv_customer *c = &b->cust;
     int changed = 0;
 
-    it->from_stage = it->c.stage;
-    it->from_buyer = it->c.purchases > 0;
+    it->from_stage = c->stage;
+    it->from_buyer = c->purchases > 0;
     it->n_applied = it->n_duplicates = 0;
     it->msg_first = b->nmsgs;
     it->tr_first = b->ntrs;
     for (int e = it->ev_head; e >= 0; e = b->ev_next[e]) {
         b->tr.n = 0;
-        if (stages_apply_event(&it->c, rules, &b->events[e], &b->tr) == CLV_DUPLICATE) {
+        if (stages_apply_event(c, rules, &b->events[e], &b->tr) == CLV_DUPLICATE) {
             it->n_duplicates++;
             continue;
         }
@@ -253,35 +273,39 @@ static int compute_item(struct clv_batch *b, int item, const struct clv_rules *r
     }
     if (it->advance_to) {
         b->tr.n = 0;
-        stages_advance(&it->c, rules, it->advance_to, &b->tr);
+        stages_advance(c, rules, it->advance_to, &b->tr);
         emit_transitions(b, item, &b->tr, cfg, now);
         /* a sweep of an existing customer always writes, so that a due
          * entry made stale by a rule change (SIGHUP) is refreshed */
         changed = changed || it->existed;
     }
+    it->to_stage = c->stage;
+    it->to_buyer = c->purchases > 0;
     it->msg_count = b->nmsgs - it->msg_first;
     it->ntr = b->ntrs - it->tr_first;
     return changed;
 }
 
 /* Compute the item and prepare what its compare-and-set writes.  Returns 1
- * if there is something to write. */
+ * if there is something to write, 0 if not, -1 if its state is corrupt. */
 static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *rules,
-                        const struct clv_config *cfg, clv_ms now)
+                        const struct clv_config *cfg, clv_ms now, char *err, size_t errlen)
 {
     struct clv_item *it = &b->items[item];
 
+    if (decode_item(b, it, err, errlen) != 0)
+        return -1;
     if (!compute_item(b, item, rules, cfg, now)) {
         it->bloblen = 0;
         return 0;
     }
-    it->c.version++;
+    b->cust.version++;
     sbuf_reserve(&b->blobs, CLV_STATE_MAX_BYTES);
     it->blob_off = b->blobs.len;
-    it->bloblen =
-        customer_encode(&it->c, (unsigned char *)b->blobs.buf + it->blob_off, CLV_STATE_MAX_BYTES);
+    it->bloblen = customer_encode(&b->cust, (unsigned char *)b->blobs.buf + it->blob_off,
+                                  CLV_STATE_MAX_BYTES);
     b->blobs.len += it->bloblen;
-    it->due = stages_next_deadline(&it->c, rules);
+    it->due = stages_next_deadline(&b->cust, rules);
     return 1;
 }
 
@@ -335,16 +359,16 @@ static void stats_names(struct clv_cas_args *a, const struct clv_batch *b,
 static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it,
                        size_t names)
 {
-    int buyer = it->c.purchases > 0;
+    int buyer = it->to_buyer;
     int was = is_churned_buyer(it->from_stage, it->from_buyer);
-    int is = is_churned_buyer(it->c.stage, buyer);
+    int is = is_churned_buyer(it->to_stage, buyer);
 
-    if (it->from_stage != it->c.stage) {
+    if (it->from_stage != it->to_stage) {
         if (it->from_stage != CLV_STAGE_NONE) {
             arg_str(a, stage_name(it->from_stage));
             arg_str(a, "-1");
         }
-        arg_str(a, stage_name(it->c.stage));
+        arg_str(a, stage_name(it->to_stage));
         arg_str(a, "1");
     }
     if (buyer && !it->from_buyer) {
@@ -432,7 +456,8 @@ static void add_item_stats(struct clv_batch *b, const struct clv_item *it)
 
 enum cas_outcome { CAS_DONE, CAS_CONFLICT, CAS_NOSCRIPT, CAS_FAILED };
 
-static enum cas_outcome cas_reply(struct clv_item *it, redisReply *r, char *err, size_t errlen)
+static enum cas_outcome cas_reply(struct clv_batch *b, struct clv_item *it, const redisReply *r,
+                                  char *err, size_t errlen)
 {
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
         return CAS_DONE;
@@ -440,7 +465,7 @@ static enum cas_outcome cas_reply(struct clv_item *it, redisReply *r, char *err,
         return CAS_NOSCRIPT;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0) {
-        if (load_state(it, r->element[1], err, errlen) != 0)
+        if (load_state(b, it, r->element[1], err, errlen) != 0)
             return CAS_FAILED;
         return CAS_CONFLICT;
     }
@@ -472,9 +497,10 @@ static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, i
             clv_seterr(err, errlen, "redis EVALSHA: connection lost");
             return -1;
         }
-        switch (rc ? CAS_FAILED : cas_reply(it, r, err, errlen)) {
+        switch (rc ? CAS_FAILED : cas_reply(b, it, r, err, errlen)) {
         case CAS_DONE:
             it->done = 1;
+            b->stats.updates++;
             add_item_stats(b, it);
             break;
         case CAS_CONFLICT:
@@ -511,6 +537,7 @@ static void reserve_work(struct clv_batch *b)
     int cap = b->work_cap;
 
     sbuf_reset(&b->blobs);
+    sbuf_reset(&b->states);
     b->work = grow(b->work, &cap, 3 * b->nitems, sizeof(int));
     b->work_cap = cap;
 }
@@ -543,7 +570,10 @@ int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct cl
         for (int i = 0; i < nresend; i++)
             todo[ntodo++] = resend[i];
         for (int i = 0; i < nredo; i++) {
-            if (prepare_item(b, redo[i], rules, cfg, now))
+            int rc = prepare_item(b, redo[i], rules, cfg, now, err, errlen);
+            if (rc < 0)
+                return -1;
+            if (rc > 0)
                 todo[ntodo++] = redo[i];
             else
                 finish_unchanged(b, redo[i]);

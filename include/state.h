@@ -21,6 +21,10 @@
 
 /* ---- batches -------------------------------------------------------------- */
 
+/* A customer of the batch.  Its state is kept encoded, as Redis returned it
+ * (in batch->states), and decoded into the batch's one scratch customer only
+ * while it is computed: a batch of 2 000 customers then costs kilobytes, not
+ * the 15 MB that decoded states (room for 400 purchase days each) would. */
 struct clv_item {
     char id[CLV_ID_MAX + 1];
     size_t idlen;
@@ -29,17 +33,17 @@ struct clv_item {
     clv_ms advance_to;    /* apply deadlines up to here; 0 = only the events */
     clv_ms input_ts;      /* earliest Kafka timestamp of its events, 0 none */
     int done;             /* written (or nothing to write) */
-    int from_stage;       /* stage before the batch, for the counters */
-    int from_buyer;       /* had purchased before the batch */
     int existed;
     char old_version[8];
+    size_t state_off, statelen;  /* the state read, in batch->states */
+    int8_t from_stage, to_stage; /* stage before and after the batch */
+    int8_t from_buyer, to_buyer; /* purchased before / after the batch */
     /* what the compare-and-set writes, kept so it can be re-sent as is */
     size_t blob_off, bloblen;
     clv_ms due;
     int msg_first, msg_count;
     int n_applied, n_duplicates;
     int tr_first, ntr; /* its transitions in batch->trs */
-    struct clv_customer c;
 };
 
 struct clv_batch_msg {
@@ -51,6 +55,7 @@ struct clv_batch_msg {
 
 struct clv_batch_stats {
     uint64_t applied, duplicates, conflicts;
+    uint64_t updates; /* customers written (compare-and-set applied) */
     uint64_t transitions[CLV_STAGE_COUNT + 1][CLV_STAGE_COUNT]; /* [from+1][to] */
     uint64_t tier_changes;
 };
@@ -91,7 +96,9 @@ struct clv_batch {
     struct clv_batch_stats stats;
     /* scratch reused by every batch */
     struct clv_transitions tr;
-    struct clv_sbuf blobs; /* encoded states, packed; item->blob_off into it */
+    struct clv_sbuf blobs;    /* encoded states, packed; item->blob_off into it */
+    struct clv_sbuf states;   /* states as read; item->state_off into it */
+    struct clv_customer cust; /* the item being computed, decoded */
     int *work;
     int work_cap;
     struct clv_cas_args cas;
