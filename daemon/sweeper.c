@@ -10,6 +10,13 @@
 
 #include "keys.h"
 
+#define SWEEP_PASS_TICKS 16
+#define SWEEP_MAX_ITEMS 4096
+/* Between ticks that found little: a pass over every shard then takes
+ * about 1.6 s, well inside the 5 s lease, and an idle deployment does not
+ * spend Redis time on sweep calls at every turn of the main loop. */
+#define SWEEP_TICK_MS 100
+
 void sweeper_init(struct clv_sweeper *s, uint32_t shards)
 {
     char host[64] = "host";
@@ -20,8 +27,16 @@ void sweeper_init(struct clv_sweeper *s, uint32_t shards)
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(s->instance, sizeof(s->instance), "%s:%d:%lx", host, (int)getpid(),
              (unsigned long)(ts.tv_nsec ^ ts.tv_sec));
-    s->per_tick = shards < 64 ? shards : 64;
-    s->per_shard = 256;
+    /* A full pass over the shards takes about SWEEP_PASS_TICKS ticks, and a
+     * tick queues at most SWEEP_MAX_ITEMS customers, whatever the shard
+     * count: the batch (memory, and the latency of the events queued behind
+     * it) stays bounded. */
+    s->per_tick = shards / SWEEP_PASS_TICKS > 64 ? shards / SWEEP_PASS_TICKS : 64;
+    if (s->per_tick > shards)
+        s->per_tick = shards;
+    s->per_shard = SWEEP_MAX_ITEMS / (int)s->per_tick;
+    if (s->per_shard < 16)
+        s->per_shard = 16;
     s->lease_ms = 5000;
     s->cursor = (uint32_t)(ts.tv_nsec % shards); /* instances start apart */
 }
@@ -136,9 +151,11 @@ static int sweep_due(struct clv_sweeper *s, struct clv_store *st, clv_ms now, st
     uint32_t shards = (uint32_t)st->cfg->shards;
     char nows[32], limit[16], lease[16];
     uint32_t first = s->cursor;
-    int queued = 0, rc = 0;
+    int queued = 0, rc = 0, full = 0;
     double t0;
 
+    if (clv_mono_ms() < s->next_tick)
+        return 0;
     if (store_ensure(st, err, errlen) != 0)
         return -1;
     snprintf(nows, sizeof(nows), "%lld", (long long)now);
@@ -153,9 +170,10 @@ static int sweep_due(struct clv_sweeper *s, struct clv_store *st, clv_ms now, st
             clv_seterr(err, errlen, "redis sweep: connection lost");
             return -1;
         }
-        if (r->type == REDIS_REPLY_ARRAY && rc == 0)
+        if (r->type == REDIS_REPLY_ARRAY && rc == 0) {
             queued += queue_due(b, r, shards, now);
-        else if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+            full = full || (int)r->elements == s->per_shard;
+        } else if (r->type == REDIS_REPLY_ERROR && rc == 0) {
             clv_seterr(err, errlen, "redis sweep: %s", r->str);
             rc = -1;
         }
@@ -169,6 +187,8 @@ static int sweep_due(struct clv_sweeper *s, struct clv_store *st, clv_ms now, st
     }
     s->cursor = (first + s->per_tick) % shards;
     s->swept += (uint64_t)queued;
+    /* a shard with more due than one tick takes: catching up, no pause */
+    s->next_tick = full ? 0 : clv_mono_ms() + SWEEP_TICK_MS;
     return queued;
 }
 

@@ -18,6 +18,7 @@ struct clv_sweeper {
     uint32_t per_tick; /* shards per tick */
     int per_shard;     /* customers per shard per tick */
     clv_ms lease_ms;
+    clv_ms next_tick; /* monotonic: no sweep before (0 = at once) */
     uint64_t swept;
     /* After a reload that brought deadlines forward every due entry is
      * re-evaluated once; per shard, the score the scan has reached
