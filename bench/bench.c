@@ -464,7 +464,7 @@ static void print_table(const struct b_opts *o, const struct results *r)
                          TARGET_FRACTION, 0));
         row("  of the Redis ceiling (clvd's mix)", a, "", t);
         snprintf(a, sizeof(a), "%.0f %%", r->fraction_script * 100);
-        row("  apply.lua calls/s of the script ceiling", a, "", "");
+        row("  updates/s of the script-only ceiling", a, "", "");
     }
     fmt(a, sizeof(a), hm && m->lat.n, "%.1f", m->lat.p50);
     fmt(b, sizeof(b), hh && h->lat.n, "%.1f", h->lat.p50);
@@ -515,6 +515,9 @@ static void print_table(const struct b_opts *o, const struct results *r)
     fmt(a, sizeof(a), hm, "%.3f", m->events_per_update);
     fmt(b, sizeof(b), hh, "%.3f", h->events_per_update);
     row("  events per customer update (apply.lua)", a, b, "");
+    fmt(a, sizeof(a), hm && m->script_calls, "%.2f", m->per_call);
+    fmt(b, sizeof(b), hh && h->script_calls, "%.2f", h->per_call);
+    row("  customer updates per apply.lua call", a, b, "");
     fmt(a, sizeof(a), hm, "%.1f", (double)m->clvd_hwm_kb / 1024);
     fmt(b, sizeof(b), hh, "%.1f", (double)h->clvd_hwm_kb / 1024);
     snprintf(t, sizeof(t), "<= 64 at 1M customers: %s%s",
@@ -592,14 +595,17 @@ static void print_table(const struct b_opts *o, const struct results *r)
     }
     if (r->have_ceiling) {
         const struct b_ceiling *ce = &r->ce;
-        printf("\n  Redis ceiling for apply.lua (no clvd; %u customers, pipeline %d, state %zu B,\n"
-               "  outbox entry on %.0f %% of calls, %zu B payload):\n",
-               ce->customers, ce->depth, ce->blob_len, ce->outbox_share * 100, ce->payload_len);
+        printf(
+            "\n  Redis ceiling for apply.lua (no clvd; %u customers, pipeline %d, %.2f customers "
+            "per call,\n  state %zu B, outbox entry on %.0f %% of updates, %zu B payload):\n",
+            ce->customers, ce->depth, ce->per_call, ce->blob_len, ce->outbox_share * 100,
+            ce->payload_len);
         for (int i = 0; i < ce->nruns; i++)
             printf("    %-6s %d thread(s)  %9.0f updates/s  %9.0f commands/s  redis cpu %.2f\n",
                    ce->runs[i].mode, ce->runs[i].threads, ce->runs[i].updates_per_s,
                    ce->runs[i].commands_per_s, ce->runs[i].redis_cpu);
-        printf("    script calls/s %.0f; clvd's mix %.0f updates/s x %.3f events/update = %.0f "
+        printf("    script alone %.0f updates/s; clvd's mix %.0f updates/s x %.3f events/update = "
+               "%.0f "
                "events/s\n",
                ce->script_calls_per_s, ce->updates_per_s, hm ? m->events_per_update : 1.0,
                r->ceiling_events_per_s);
@@ -662,13 +668,15 @@ static void json_phase(FILE *f, const char *key, const struct b_phase *p)
             "    \"redis\": {\"clvd_commands\": %llu, \"clvd_round_trips\": %llu, "
             "\"commands_per_event\": %.4f, \"round_trips_per_event\": %.5f, "
             "\"server_commands\": %llu, \"server_commands_per_event\": %.4f, "
-            "\"apply_calls\": %llu, \"events_per_update\": %.4f, \"commandstats\": {",
+            "\"customer_updates\": %llu, \"apply_calls\": %llu, \"updates_per_call\": %.3f, "
+            "\"events_per_update\": %.4f, \"commandstats\": {",
             (unsigned long long)p->clvd_commands, (unsigned long long)p->clvd_round_trips,
             p->produced ? (double)p->clvd_commands / (double)p->produced : 0,
             p->produced ? (double)p->clvd_round_trips / (double)p->produced : 0,
             (unsigned long long)p->server_commands,
             p->produced ? (double)p->server_commands / (double)p->produced : 0,
-            (unsigned long long)p->apply_calls, p->events_per_update);
+            (unsigned long long)p->apply_calls, (unsigned long long)p->script_calls, p->per_call,
+            p->events_per_update);
     for (int i = 0; i < p->cmds.n; i++)
         fprintf(f, "%s\"%s\": {\"calls\": %llu, \"usec\": %.0f}", i ? ", " : "", p->cmds.c[i].name,
                 (unsigned long long)p->cmds.c[i].calls, p->cmds.c[i].usec);
@@ -797,8 +805,8 @@ int main(int argc, char **argv)
         if (!o.quiet)
             fprintf(stderr, "clvd_bench: Redis ceiling\n");
         if (b_run_ceiling(&o, have ? (size_t)(p->state_len_avg + 0.5) : 0,
-                          have ? (size_t)(p->output_bytes_avg + 0.5) : 0, share, &r->ce, err,
-                          sizeof(err)) != 0) {
+                          have ? (size_t)(p->output_bytes_avg + 0.5) : 0, share,
+                          have ? p->per_call : 1.0, &r->ce, err, sizeof(err)) != 0) {
             fprintf(stderr, "clvd_bench: %s\n", err);
             goto out;
         }

@@ -125,7 +125,9 @@ struct b_phase {
     uint64_t clvd_commands, clvd_round_trips; /* clvd's counters, whole run */
     uint64_t server_commands;                 /* total_commands_processed delta */
     struct b_cmdstats cmds;                   /* commandstats delta */
-    uint64_t apply_calls;                     /* apply.lua successes (ZADD + ZREM) */
+    uint64_t apply_calls;                     /* customer updates (apply.lua successes) */
+    uint64_t script_calls;                    /* apply.lua calls (several updates each) */
+    double per_call;                          /* updates per apply.lua call */
     double events_per_update;
     /* resources */
     long clvd_hwm_kb, clvd_rss_kb;
@@ -148,8 +150,8 @@ struct b_ceiling_run {
     const char *mode; /* "script" or "clvd" */
     int threads;
     double seconds;
-    uint64_t updates, errors;
-    double updates_per_s; /* customer updates (script calls) per second */
+    uint64_t updates, errors, calls;
+    double updates_per_s; /* customer updates per second */
     double commands_per_s;
     double redis_cpu; /* Redis CPU seconds / wall seconds */
 };
@@ -158,7 +160,8 @@ struct b_ceiling {
     uint32_t customers;
     int depth;
     size_t blob_len, payload_len;
-    double outbox_share; /* outbox entries per call */
+    double outbox_share; /* outbox entries per customer update */
+    double per_call;     /* customer updates per apply.lua call (clvd's run) */
     int nruns;
     struct b_ceiling_run runs[4];
     double script_calls_per_s; /* best "script" run */
@@ -247,6 +250,6 @@ int b_run_phase(const struct b_opts *o, const char *name, double rate, uint64_t 
 /* Redis alone driving apply.lua with pipelines from 1 and 2 threads; blob,
  * payload sizes and the outbox share come from the clvd run when known. */
 int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
-                  struct b_ceiling *ce, char *err, size_t errlen);
+                  double per_call, struct b_ceiling *ce, char *err, size_t errlen);
 
 #endif

@@ -4,13 +4,16 @@
  *
  * Two workloads:
  *   script  EVALSHA apply.lua only, one pipeline per `depth` customers:
- *           the script's own ceiling (calls/s);
+ *           the script's own ceiling (customer updates/s);
  *   clvd    what clvd sends per customer update: a pipeline of GETs, then
  *           one of EVALSHAs, then one of HDELs for the outbox entries
  *           (the trim after the delivery report): updates/s.
- * Every call succeeds (the client tracks each customer's version), writes a
- * state blob of the size clvd's states had, moves the due-index entry, and
- * every 1/outbox_share-th call adds an outbox entry and two counter moves. */
+ * As in clvd, one call updates several customers of one shard: `per_call`
+ * on average, the figure measured in clvd's run.  Every update succeeds
+ * (the client tracks each customer's version), writes a state blob of the
+ * size clvd's states had, moves the due-index entry, and every
+ * 1/outbox_share-th update adds an outbox entry and two counter moves. */
+#define _GNU_SOURCE /* qsort_r */
 #include "bench.h"
 
 #include <pthread.h>
@@ -24,7 +27,7 @@
 extern const char clv_lua_apply[];
 
 #define KEY_PREFIX "clv:"
-#define MAX_ARGS 24
+#define ARGS_PER_CUSTOMER 14
 #define CEILING_RUNS 4 /* script and clvd, 1 and 2 threads */
 
 struct cthread {
@@ -37,8 +40,9 @@ struct cthread {
     double seconds;     /* 0: one pass over its customers */
     size_t blob_len, payload_len;
     int outbox_every; /* 0: never */
+    double per_call;  /* customers per apply.lua call, >= 1 */
     /* results */
-    uint64_t updates, commands, errors;
+    uint64_t updates, commands, errors, calls;
     double elapsed;
     int rc;
     char err[B_ERRLEN];
@@ -81,44 +85,107 @@ static void call_init(struct cthread *t, struct call *c, uint32_t i, uint64_t ca
                          t->clvd_mix ? (unsigned long long)t->versions[i] + 1 : 1ULL, c->id);
 }
 
-static void append_eval(redisContext *ctx, struct cthread *t, struct call *c, uint64_t version,
-                        unsigned char *blob, const char *payload)
-{
-    const char *argv[MAX_ARGS];
-    size_t len[MAX_ARGS];
-    int n = 0;
+struct evalbuf {
+    const char **argv;
+    size_t *len;
+    int n;
+    unsigned char *blobs; /* one per customer of the call: each its own version */
+    char nkeys[16];
+};
 
-#define ARG(p, l)                                                                                  \
-    do {                                                                                           \
-        argv[n] = (const char *)(p);                                                               \
-        len[n++] = (l);                                                                            \
-    } while (0)
-    ARG("EVALSHA", 7);
-    ARG(t->sha, 40);
-    ARG("4", 1);
-    ARG(c->key, c->keylen);
-    ARG(c->due_key, strlen(c->due_key));
-    ARG(c->out_key, strlen(c->out_key));
-    ARG(c->stats_key, strlen(c->stats_key));
-    put_be64(c->old, version);
-    ARG(c->old, version ? 8 : 0);
-    put_be64(blob, version + 1);
-    ARG(blob, t->blob_len);
-    ARG(c->id, c->idlen);
-    ARG(c->due, strlen(c->due));
-    if (c->has_out) {
-        ARG("1", 1);
-        ARG(c->field, c->fieldlen);
-        ARG(payload, t->payload_len);
-        ARG("active", 6);
-        ARG("-1", 2);
-        ARG("loyal", 5);
-        ARG("1", 1);
-    } else {
-        ARG("0", 1);
+static void arg(struct evalbuf *e, const void *p, size_t len)
+{
+    e->argv[e->n] = p;
+    e->len[e->n++] = len;
+}
+
+/* One call of apply.lua for calls[0..m), all of one shard (see apply.lua). */
+static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e, struct call *calls,
+                        int m, const uint32_t *idx, const char *payload)
+{
+    e->n = 0;
+    arg(e, "EVALSHA", 7);
+    arg(e, t->sha, 40);
+    arg(e, e->nkeys, (size_t)snprintf(e->nkeys, sizeof(e->nkeys), "%d", 3 + m));
+    arg(e, calls[0].due_key, strlen(calls[0].due_key));
+    arg(e, calls[0].out_key, strlen(calls[0].out_key));
+    arg(e, calls[0].stats_key, strlen(calls[0].stats_key));
+    for (int k = 0; k < m; k++)
+        arg(e, calls[k].key, calls[k].keylen);
+    for (int k = 0; k < m; k++) {
+        struct call *c = &calls[k];
+        uint64_t version = t->versions[idx[k]];
+        unsigned char *blob = e->blobs + (size_t)k * t->blob_len;
+        put_be64(c->old, version);
+        arg(e, c->old, version ? 8 : 0);
+        put_be64(blob, version + 1);
+        arg(e, blob, t->blob_len);
+        arg(e, c->id, c->idlen);
+        arg(e, c->due, strlen(c->due));
+        if (c->has_out) {
+            arg(e, "1", 1);
+            arg(e, c->field, c->fieldlen);
+            arg(e, payload, t->payload_len);
+            arg(e, "2", 1);
+            arg(e, "active", 6);
+            arg(e, "-1", 2);
+            arg(e, "loyal", 5);
+            arg(e, "1", 1);
+        } else {
+            arg(e, "0", 1);
+            arg(e, "0", 1);
+        }
     }
-#undef ARG
-    redisAppendCommandArgv(ctx, n, argv, len);
+    redisAppendCommandArgv(ctx, e->n, e->argv, e->len);
+}
+
+/* Customers per call: per_call on average (calls of floor and ceiling
+ * sizes), never across a shard boundary. */
+static int call_size(const struct cthread *t, const struct call *calls, int from, int n,
+                     uint64_t ncall)
+{
+    int want = (int)((double)(ncall + 1) * t->per_call) - (int)((double)ncall * t->per_call);
+    int m = 1;
+
+    if (want < 1)
+        want = 1;
+    while (m < want && from + m < n && strcmp(calls[from + m].due_key, calls[from].due_key) == 0)
+        m++;
+    return m;
+}
+
+static int by_shard(const void *x, const void *y, void *arg)
+{
+    const uint32_t *shard = arg;
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+    if (shard[a] != shard[b])
+        return shard[a] < shard[b] ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+/* The thread's customers in shard order, so that a pipeline's customers
+ * fall into shards as clvd's batches do. */
+static uint32_t *shard_order(const struct cthread *t, uint32_t mine)
+{
+    uint32_t *order = malloc(sizeof(*order) * mine);
+    uint32_t *shard = malloc(sizeof(*shard) * t->customers);
+    char id[32];
+
+    if (order == NULL || shard == NULL) {
+        free(order);
+        free(shard);
+        return NULL;
+    }
+    for (uint32_t k = 0; k < mine; k++) {
+        uint32_t i = k * (uint32_t)t->nthreads + (uint32_t)t->tid;
+        size_t len = (size_t)snprintf(id, sizeof(id), "k%07u", i);
+        shard[i] = keys_shard_of(id, len, (uint32_t)t->shards);
+        order[k] = i;
+    }
+    qsort_r(order, mine, sizeof(*order), by_shard, shard);
+    free(shard);
+    return order;
 }
 
 static int read_replies(redisContext *ctx, int n, int expect_one, uint64_t *errors)
@@ -139,23 +206,28 @@ static void *ceiling_main(void *arg)
     struct cthread *t = arg;
     struct timeval tv = {10, 0};
     redisContext *ctx = redisConnectUnixWithTimeout(t->socket, tv);
-    unsigned char *blob = malloc(t->blob_len > 8 ? t->blob_len : 8);
-    char *payload = malloc(t->payload_len + 1);
-    struct call *calls = calloc((size_t)t->depth, sizeof(*calls));
     uint32_t mine =
         (t->customers - (uint32_t)t->tid + (uint32_t)t->nthreads - 1) / (uint32_t)t->nthreads;
-    uint64_t cursor = 0, total = 0;
+    size_t nargs = 6 + (size_t)t->depth * ARGS_PER_CUSTOMER;
+    struct evalbuf e = {malloc(sizeof(*e.argv) * nargs), malloc(sizeof(*e.len) * nargs), 0,
+                        malloc((size_t)t->depth * (t->blob_len > 8 ? t->blob_len : 8)), ""};
+    char *payload = malloc(t->payload_len + 1);
+    struct call *calls = calloc((size_t)t->depth, sizeof(*calls));
+    uint32_t *idx = malloc(sizeof(*idx) * (size_t)t->depth);
+    uint32_t *order = mine ? shard_order(t, mine) : NULL;
+    uint64_t cursor = 0, total = 0, ncalls = 0;
     double start, end;
 
-    if (ctx == NULL || ctx->err || blob == NULL || payload == NULL || calls == NULL) {
+    if (ctx == NULL || ctx->err || e.argv == NULL || e.len == NULL || e.blobs == NULL ||
+        payload == NULL || calls == NULL || idx == NULL || (mine && order == NULL)) {
         snprintf(t->err, sizeof(t->err), "ceiling thread: %s",
                  ctx && ctx->err ? ctx->errstr : "out of memory");
         t->rc = -1;
         goto out;
     }
     redisSetTimeout(ctx, tv);
-    for (size_t i = 0; i < t->blob_len; i++)
-        blob[i] = (unsigned char)(0x41 + (i * 7) % 26);
+    for (size_t i = 0; i < (size_t)t->depth * t->blob_len; i++)
+        e.blobs[i] = (unsigned char)(0x41 + (i * 7) % 26);
     memset(payload, 'x', t->payload_len);
     payload[t->payload_len] = '\0';
     if (mine == 0)
@@ -163,12 +235,12 @@ static void *ceiling_main(void *arg)
     start = b_mono();
     end = start + t->seconds;
     for (;;) {
-        int n = 0, nout = 0;
+        int n = 0, nout = 0, sent = 0;
         if (t->seconds > 0 ? b_mono() >= end : cursor >= mine)
             break;
         for (; n < t->depth && (t->seconds > 0 || cursor < mine); n++, cursor++) {
-            uint32_t i = (uint32_t)((cursor % mine) * (uint64_t)t->nthreads + (uint64_t)t->tid);
-            call_init(t, &calls[n], i, total + (uint64_t)n);
+            idx[n] = order[cursor % mine];
+            call_init(t, &calls[n], idx[n], total + (uint64_t)n);
         }
         if (t->clvd_mix) {
             for (int k = 0; k < n; k++)
@@ -177,26 +249,28 @@ static void *ceiling_main(void *arg)
                 goto lost;
             t->commands += (uint64_t)n;
         }
-        for (int k = 0; k < n; k++) {
-            uint32_t i =
-                (uint32_t)(((cursor - (uint64_t)n + (uint64_t)k) % mine) * (uint64_t)t->nthreads +
-                           (uint64_t)t->tid);
-            append_eval(ctx, t, &calls[k], t->versions[i], blob, payload);
+        for (int k = 0; k < n; sent++) {
+            int m = call_size(t, calls, k, n, ncalls++);
+            append_eval(ctx, t, &e, calls + k, m, idx + k, payload);
+            k += m;
         }
-        for (int k = 0; k < n; k++) {
-            uint32_t i =
-                (uint32_t)(((cursor - (uint64_t)n + (uint64_t)k) % mine) * (uint64_t)t->nthreads +
-                           (uint64_t)t->tid);
+        for (int c = 0, k = 0; c < sent; c++) {
             redisReply *r = NULL;
             if (redisGetReply(ctx, (void **)&r) != REDIS_OK)
                 goto lost;
-            if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
-                t->versions[i]++;
-            else
+            for (size_t x = 0; r->type == REDIS_REPLY_ARRAY && x < r->elements; x++, k++) {
+                const redisReply *one = r->element[x];
+                if (one->type == REDIS_REPLY_INTEGER && one->integer == 1)
+                    t->versions[idx[k]]++;
+                else
+                    t->errors++;
+            }
+            if (r->type != REDIS_REPLY_ARRAY)
                 t->errors++;
             freeReplyObject(r);
         }
-        t->commands += (uint64_t)n;
+        t->commands += (uint64_t)sent;
+        t->calls += (uint64_t)sent;
         if (t->clvd_mix) {
             for (int k = 0; k < n; k++)
                 if (calls[k].has_out) {
@@ -219,9 +293,13 @@ lost:
 out:
     if (ctx)
         redisFree(ctx);
-    free(blob);
+    free(e.argv);
+    free(e.len);
+    free(e.blobs);
     free(payload);
     free(calls);
+    free(idx);
+    free(order);
     return NULL;
 }
 
@@ -263,6 +341,7 @@ static int run_threads(struct cthread *proto, int nthreads, double seconds, pid_
         }
         if (res) {
             res->updates += t[i].updates;
+            res->calls += t[i].calls;
             res->errors += t[i].errors;
             res->commands_per_s += (double)t[i].commands;
         }
@@ -275,7 +354,7 @@ static int run_threads(struct cthread *proto, int nthreads, double seconds, pid_
 }
 
 int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
-                  struct b_ceiling *ce, char *err, size_t errlen)
+                  double per_call, struct b_ceiling *ce, char *err, size_t errlen)
 {
     char dir[B_PATHLEN] = "", sha[41] = "";
     struct b_redis redis;
@@ -294,6 +373,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
     ce->blob_len = blob_len >= 8 ? blob_len : 150;
     ce->payload_len = payload_len > 0 ? payload_len : 700;
     ce->outbox_share = outbox_share > 0 && outbox_share <= 1 ? outbox_share : 0.1;
+    ce->per_call = per_call >= 1 ? per_call : 1;
     proto.versions = calloc(ce->customers, sizeof(uint64_t));
     if (proto.versions == NULL) {
         clv_seterr(err, errlen, "out of memory");
@@ -320,6 +400,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
     proto.blob_len = ce->blob_len;
     proto.payload_len = ce->payload_len;
     proto.outbox_every = (int)(1.0 / ce->outbox_share + 0.5);
+    proto.per_call = ce->per_call;
 
     /* every customer exists before anything is timed (as after clvd's run) */
     if (!o->quiet)

@@ -46,6 +46,7 @@
 #define DR_BUCKETS 20000 /* 0.1 ms each: 2 s */
 /* successful customer compare-and-sets, if clvd exports it (see the docs) */
 #define UPDATES_METRIC "clvd_customer_updates_total"
+#define CALLS_METRIC "clvd_apply_calls_total"
 
 /* ---- producer thread ---------------------------------------------------------- */
 
@@ -798,6 +799,7 @@ struct scrape {
     uint64_t out_produced, out_delivered, commands, round_trips;
     int has_updates;  /* clvd exports its successful compare-and-sets */
     uint64_t updates; /* clvd_customer_updates_total, when it does */
+    uint64_t calls;   /* clvd_apply_calls_total: apply.lua calls (0 if not exported) */
 };
 
 static int scrape(int port, struct clv_sbuf *page, struct scrape *s)
@@ -822,6 +824,7 @@ static int scrape(int port, struct clv_sbuf *page, struct scrape *s)
     s->round_trips = (uint64_t)b_metric(page->buf, "clvd_redis_round_trips_total", NULL);
     s->has_updates = b_metric_has(page->buf, UPDATES_METRIC);
     s->updates = (uint64_t)b_metric(page->buf, UPDATES_METRIC, NULL);
+    s->calls = (uint64_t)b_metric(page->buf, CALLS_METRIC, NULL);
     return 0;
 }
 
@@ -1084,10 +1087,13 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     ph->clvd_commands = s.commands - s0.commands;
     ph->clvd_round_trips = s.round_trips - s0.round_trips;
     /* customer updates: clvd's own counter if it has one, else inferred
-     * from Redis (each successful apply.lua does one ZADD or ZREM) */
+     * from Redis (before apply.lua took several customers per call, each
+     * successful call did one ZADD or ZREM) */
     ph->apply_calls =
         s.has_updates ? s.updates - s0.updates
                       : b_cmdstats_calls(&ph->cmds, "zadd") + b_cmdstats_calls(&ph->cmds, "zrem");
+    ph->script_calls = s.calls - s0.calls;
+    ph->per_call = ph->script_calls ? (double)ph->apply_calls / (double)ph->script_calls : 1.0;
     ph->events_per_update = ph->apply_calls ? (double)ph->applied / (double)ph->apply_calls : 0;
 
     /* memory */

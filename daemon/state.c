@@ -1,4 +1,5 @@
 /* state.c -- batched customer updates: read, compute, compare-and-set. */
+#define _GNU_SOURCE /* qsort_r */
 #include "state.h"
 
 #include <stdio.h>
@@ -28,10 +29,10 @@ void batch_free(struct clv_batch *b)
     sbuf_free(&b->states);
     free(b->trs);
     free(b->work);
+    free(b->cas.args);
     free(b->cas.argv);
     free(b->cas.argvlen);
-    free(b->cas.field_off);
-    sbuf_free(&b->cas.fields);
+    sbuf_free(&b->cas.text);
     sbuf_free(&b->out);
     batch_init(b);
 }
@@ -295,6 +296,7 @@ static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *r
 
     if (decode_item(b, it, err, errlen) != 0)
         return -1;
+    it->old_due = it->existed ? stages_next_deadline(&b->cust, rules) : 0;
     if (!compute_item(b, item, rules, cfg, now)) {
         it->bloblen = 0;
         return 0;
@@ -311,10 +313,17 @@ static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *r
 
 /* ---- phase 3: compare-and-set ----------------------------------------------------- */
 
+/* One EVALSHA of apply.lua carries up to CAS_MAX_PER_CALL customers of one
+ * shard (bounded so that the script's argument lists stay small). */
+#define CAS_MAX_PER_CALL 64
+
+/* Arguments are collected as (pointer, length), or as an offset into
+ * a->text for those formatted here, and resolved once the call is complete
+ * (a->text may move while it grows). */
 static void arg(struct clv_cas_args *a, const char *p, size_t len)
 {
-    a->argv[a->argc] = p;
-    a->argvlen[a->argc++] = len;
+    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
+    a->args[a->argc++] = (struct clv_cas_arg){p, 0, len};
 }
 
 static void arg_str(struct clv_cas_args *a, const char *p)
@@ -322,20 +331,44 @@ static void arg_str(struct clv_cas_args *a, const char *p)
     arg(a, p, strlen(p));
 }
 
-static void cas_reserve(struct clv_cas_args *a, int nmsgs)
+static void arg_text(struct clv_cas_args *a, const char *p, size_t len)
 {
-    int need = 16 + 2 * nmsgs, cap = a->cap;
+    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
+    a->args[a->argc++] = (struct clv_cas_arg){NULL, a->text.len, len};
+    sbuf_append(&a->text, p, len);
+}
 
-    a->argv = grow(a->argv, &cap, need, sizeof(*a->argv));
-    cap = a->cap;
-    a->argvlen = grow(a->argvlen, &cap, need, sizeof(*a->argvlen));
-    a->cap = cap;
-    a->field_off = grow(a->field_off, &a->field_cap, nmsgs + 1, sizeof(*a->field_off));
+static void arg_int(struct clv_cas_args *a, long long v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%lld", v);
+
+    arg_text(a, buf, (size_t)n);
+}
+
+static void resolve_args(struct clv_cas_args *a)
+{
+    int cap = a->vcap;
+
+    a->argv = grow(a->argv, &cap, a->argc, sizeof(*a->argv));
+    cap = a->vcap;
+    a->argvlen = grow(a->argvlen, &cap, a->argc, sizeof(*a->argvlen));
+    a->vcap = cap;
+    for (int i = 0; i < a->argc; i++) {
+        const struct clv_cas_arg *g = &a->args[i];
+        a->argv[i] = g->p ? g->p : a->text.buf + g->off;
+        a->argvlen[i] = g->len;
+    }
 }
 
 static int is_churned_buyer(int stage, int buyer)
 {
     return stage == CLV_STAGE_CHURNED && buyer;
+}
+
+static int churn_of_buyer(const struct clv_trpair *t)
+{
+    return t->from != -2 && t->to == CLV_STAGE_CHURNED && t->purchased;
 }
 
 /* The shard's counters (SPEC section 10), moved in the same script as the
@@ -345,33 +378,26 @@ static int is_churned_buyer(int stage, int buyer)
  *   buyers             customers with at least one purchase
  *   buyers_churned     of those, how many are churned now
  *   churn:<hour>       buyers entering churned, by the hour of `at`
- * Names are written into a->fields after the outbox fields (build_fields),
- * hence the two passes: count first, then point at them. */
-static void stats_names(struct clv_cas_args *a, const struct clv_batch *b,
-                        const struct clv_item *it)
+ * Written as the number of moves, then name/increment pairs. */
+static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it)
 {
-    for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
-        if (b->trs[i].from != -2 && b->trs[i].to == CLV_STAGE_CHURNED && b->trs[i].purchased)
-            sbuf_printf(&a->fields, "churn:%lld%c", (long long)(b->trs[i].at / CLV_MS_PER_HOUR),
-                        '\0');
-}
-
-static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it,
-                       size_t names)
-{
-    int buyer = it->to_buyer;
     int was = is_churned_buyer(it->from_stage, it->from_buyer);
-    int is = is_churned_buyer(it->to_stage, buyer);
+    int is = is_churned_buyer(it->to_stage, it->to_buyer);
+    int moved = it->from_stage != it->to_stage, born = it->from_stage == CLV_STAGE_NONE;
+    int n = (moved ? (born ? 1 : 2) : 0) + (it->to_buyer && !it->from_buyer) + (was != is);
 
-    if (it->from_stage != it->to_stage) {
-        if (it->from_stage != CLV_STAGE_NONE) {
+    for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
+        n += churn_of_buyer(&b->trs[i]);
+    arg_int(a, n);
+    if (moved) {
+        if (!born) {
             arg_str(a, stage_name(it->from_stage));
             arg_str(a, "-1");
         }
         arg_str(a, stage_name(it->to_stage));
         arg_str(a, "1");
     }
-    if (buyer && !it->from_buyer) {
+    if (it->to_buyer && !it->from_buyer) {
         arg_str(a, "buyers");
         arg_str(a, "1");
     }
@@ -380,66 +406,75 @@ static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const 
         arg_str(a, is ? "1" : "-1");
     }
     for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
-        if (b->trs[i].from != -2 && b->trs[i].to == CLV_STAGE_CHURNED && b->trs[i].purchased) {
-            const char *name = a->fields.buf + names;
-            arg_str(a, name);
+        if (churn_of_buyer(&b->trs[i])) {
+            char name[32];
+            int len = snprintf(name, sizeof(name), "churn:%lld",
+                               (long long)(b->trs[i].at / CLV_MS_PER_HOUR));
+            arg_text(a, name, (size_t)len);
             arg_str(a, "1");
-            names += strlen(name) + 1;
         }
 }
 
-/* Outbox field names first (the buffer may move while it grows), then the
- * argument vector pointing into it. */
-static void build_fields(struct clv_cas_args *a, const struct clv_batch *b,
-                         const struct clv_item *it)
+/* Most updates push the customer's deadline later (activity resets the
+ * at-risk clock).  The due entry then stays where it is: an entry earlier
+ * than the deadline is harmless, because the sweeper recomputes the customer
+ * when it fires and writes the exact deadline then.  This keeps the entry at
+ * or before the deadline of the stored state, which is all the sweeper
+ * needs, and spares the due index most of its writes.  A sweep always
+ * writes the exact deadline: that is how early entries are corrected. */
+static int keeps_due_entry(const struct clv_item *it)
+{
+    return it->existed && it->advance_to == 0 && it->old_due > 0 && it->due >= it->old_due;
+}
+
+/* One customer's part of ARGV (see apply.lua). */
+static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it)
 {
     char field[32 + CLV_ID_MAX];
 
-    sbuf_reset(&a->fields);
+    arg(a, it->old_version, it->existed ? 8 : 0);
+    arg(a, b->blobs.buf + it->blob_off, it->bloblen);
+    arg(a, it->id, it->idlen);
+    if (keeps_due_entry(it))
+        arg_str(a, "-");
+    else if (it->due)
+        arg_int(a, it->due);
+    else
+        arg_str(a, "");
+    arg_int(a, it->msg_count);
     for (int m = 0; m < it->msg_count; m++) {
         const struct clv_batch_msg *msg = &b->msgs[it->msg_first + m];
         size_t n =
             state_outbox_field(field, sizeof(field), msg->topic, msg->seq, it->id, it->idlen);
-        a->field_off[m] = a->fields.len;
-        sbuf_append(&a->fields, field, n);
-    }
-    a->field_off[it->msg_count] = a->fields.len;
-}
-
-static void build_cas(struct clv_store *st, struct clv_batch *b, int item, struct clv_cas_args *a)
-{
-    struct clv_item *it = &b->items[item];
-    const char *prefix = st->cfg->key_prefix;
-    size_t names;
-
-    cas_reserve(a, it->msg_count + it->ntr + 4);
-    build_fields(a, b, it);
-    names = a->fields.len;
-    stats_names(a, b, it);
-    a->argc = 0;
-    arg_str(a, "EVALSHA");
-    arg_str(a, st->sha[CLV_SCRIPT_APPLY]);
-    arg_str(a, "4");
-    arg(a, a->keys[0], keys_customer(a->keys[0], prefix, it->shard, it->id, it->idlen));
-    arg(a, a->keys[1], keys_due(a->keys[1], prefix, it->shard));
-    arg(a, a->keys[2], keys_outbox(a->keys[2], prefix, it->shard));
-    arg(a, a->keys[3], keys_stats(a->keys[3], prefix, it->shard));
-    arg(a, it->old_version, it->existed ? 8 : 0);
-    arg(a, b->blobs.buf + it->blob_off, it->bloblen);
-    arg(a, it->id, it->idlen);
-    if (it->due)
-        snprintf(a->due, sizeof(a->due), "%lld", (long long)it->due);
-    else
-        a->due[0] = '\0';
-    arg_str(a, a->due);
-    snprintf(a->nout, sizeof(a->nout), "%d", it->msg_count);
-    arg_str(a, a->nout);
-    for (int m = 0; m < it->msg_count; m++) {
-        const struct clv_batch_msg *msg = &b->msgs[it->msg_first + m];
-        arg(a, a->fields.buf + a->field_off[m], a->field_off[m + 1] - a->field_off[m]);
+        arg_text(a, field, n);
         arg(a, b->out.buf + msg->off, msg->len);
     }
-    stats_args(a, b, it, names);
+    stats_args(a, b, it);
+}
+
+/* The call for items[first .. first + n) of `sent`, all of one shard. */
+static void build_call(struct clv_store *st, struct clv_batch *b, const int *sent, int n)
+{
+    struct clv_cas_args *a = &b->cas;
+    const char *prefix = st->cfg->key_prefix;
+    uint32_t shard = b->items[sent[0]].shard;
+    char key[CLV_KEY_MAX];
+
+    a->argc = 0;
+    sbuf_reset(&a->text);
+    arg_str(a, "EVALSHA");
+    arg(a, store_script_sha(st, CLV_SCRIPT_APPLY), 40);
+    arg_int(a, 3 + n);
+    arg_text(a, key, keys_due(key, prefix, shard));
+    arg_text(a, key, keys_outbox(key, prefix, shard));
+    arg_text(a, key, keys_stats(key, prefix, shard));
+    for (int i = 0; i < n; i++) {
+        const struct clv_item *it = &b->items[sent[i]];
+        arg_text(a, key, keys_customer(key, prefix, shard, it->id, it->idlen));
+    }
+    for (int i = 0; i < n; i++)
+        item_args(a, b, &b->items[sent[i]]);
+    resolve_args(a);
 }
 
 static void add_item_stats(struct clv_batch *b, const struct clv_item *it)
@@ -454,66 +489,104 @@ static void add_item_stats(struct clv_batch *b, const struct clv_item *it)
     }
 }
 
-enum cas_outcome { CAS_DONE, CAS_CONFLICT, CAS_NOSCRIPT, CAS_FAILED };
-
-static enum cas_outcome cas_reply(struct clv_batch *b, struct clv_item *it, const redisReply *r,
-                                  char *err, size_t errlen)
+/* One customer's result in apply.lua's reply. */
+static int item_result(struct clv_batch *b, int item, const redisReply *r, int *redo, int *nredo,
+                       char *err, size_t errlen)
 {
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
-        return CAS_DONE;
-    if (store_is_noscript(r))
-        return CAS_NOSCRIPT;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0) {
-        if (load_state(b, it, r->element[1], err, errlen) != 0)
-            return CAS_FAILED;
-        return CAS_CONFLICT;
+    struct clv_item *it = &b->items[item];
+
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        it->done = 1;
+        b->stats.updates++;
+        add_item_stats(b, it);
+        return 0;
     }
-    clv_seterr(err, errlen, "redis EVALSHA apply: %s",
-               r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    return CAS_FAILED;
+    if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_STRING) {
+        clv_seterr(err, errlen, "redis EVALSHA apply: unexpected reply for customer %s", it->id);
+        return -1;
+    }
+    /* the state changed since it was read: recompute from the new one */
+    if (load_state(b, it, r, err, errlen) != 0)
+        return -1;
+    b->stats.conflicts++;
+    redo[(*nredo)++] = item;
+    return 0;
 }
 
-/* Send the prepared items' scripts and sort out the replies.  Items that
- * conflicted get their fresh state loaded and need preparing again
- * (`redo`); after NOSCRIPT (Redis restarted or failed over) the script is
- * loaded again and the same writes are re-sent (`resend`). */
+/* Sort out one call's reply: every customer done or to be redone, or the
+ * whole call to be re-sent after NOSCRIPT. */
+static int call_result(struct clv_batch *b, const int *sent, int n, const redisReply *r, int *redo,
+                       int *nredo, int *resend, int *nresend, char *err, size_t errlen)
+{
+    if (store_is_noscript(r)) {
+        for (int i = 0; i < n; i++)
+            resend[(*nresend)++] = sent[i];
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+        clv_seterr(err, errlen, "redis EVALSHA apply: %s",
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (item_result(b, sent[i], r->element[i], redo, nredo, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+static int by_shard(const void *x, const void *y, void *items)
+{
+    const struct clv_item *it = items;
+    uint32_t a = it[*(const int *)x].shard, b = it[*(const int *)y].shard;
+
+    if (a != b)
+        return a < b ? -1 : 1;
+    return *(const int *)x - *(const int *)y;
+}
+
+/* Split sent[] (sorted by shard) into calls: the length of each, in calls[]. */
+static int plan_calls(const struct clv_batch *b, const int *sent, int nsent, int *calls)
+{
+    int ncalls = 0;
+
+    for (int i = 0; i < nsent;) {
+        int n = 1;
+        while (i + n < nsent && n < CAS_MAX_PER_CALL &&
+               b->items[sent[i + n]].shard == b->items[sent[i]].shard)
+            n++;
+        calls[ncalls++] = n;
+        i += n;
+    }
+    return ncalls;
+}
+
+/* Send the prepared items' scripts, one call per shard, and sort out the
+ * replies.  Items that conflicted get their fresh state loaded and need
+ * preparing again (`redo`); after NOSCRIPT (Redis restarted or failed over)
+ * the script is loaded again and the same writes are re-sent (`resend`). */
 static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, int nsent, int *redo,
                          int *nredo, int *resend, int *nresend, char *err, size_t errlen)
 {
-    struct clv_cas_args *a = &b->cas;
-    double t0 = store_pipeline_begin();
-    int rc = 0;
+    int *calls = b->work + 3 * b->nitems, ncalls, rc = 0;
+    double t0;
 
-    for (int i = 0; i < nsent; i++) {
-        build_cas(st, b, sent[i], a);
-        store_append_argv(st, a->argc, a->argv, a->argvlen);
+    qsort_r(sent, (size_t)nsent, sizeof(*sent), by_shard, b->items);
+    ncalls = plan_calls(b, sent, nsent, calls);
+    t0 = store_pipeline_begin();
+    for (int c = 0, i = 0; c < ncalls; i += calls[c++]) {
+        build_call(st, b, sent + i, calls[c]);
+        store_append_argv(st, b->cas.argc, b->cas.argv, b->cas.argvlen);
     }
+    b->stats.calls += (uint64_t)ncalls;
     *nredo = *nresend = 0;
-    for (int i = 0; i < nsent; i++) {
-        struct clv_item *it = &b->items[sent[i]];
+    for (int c = 0, i = 0; c < ncalls; i += calls[c++]) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
             clv_seterr(err, errlen, "redis EVALSHA: connection lost");
             return -1;
         }
-        switch (rc ? CAS_FAILED : cas_reply(b, it, r, err, errlen)) {
-        case CAS_DONE:
-            it->done = 1;
-            b->stats.updates++;
-            add_item_stats(b, it);
-            break;
-        case CAS_CONFLICT:
-            b->stats.conflicts++;
-            redo[(*nredo)++] = sent[i];
-            break;
-        case CAS_NOSCRIPT:
-            resend[(*nresend)++] = sent[i];
-            break;
-        case CAS_FAILED:
-            rc = -1;
-            break;
-        }
+        if (rc == 0)
+            rc = call_result(b, sent + i, calls[c], r, redo, nredo, resend, nresend, err, errlen);
         freeReplyObject(r);
     }
     store_pipeline_end(st, t0);
@@ -538,7 +611,7 @@ static void reserve_work(struct clv_batch *b)
 
     sbuf_reset(&b->blobs);
     sbuf_reset(&b->states);
-    b->work = grow(b->work, &cap, 3 * b->nitems, sizeof(int));
+    b->work = grow(b->work, &cap, 4 * b->nitems, sizeof(int));
     b->work_cap = cap;
 }
 

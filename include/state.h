@@ -3,10 +3,10 @@
  * A batch is a set of customers, each with the events to apply (in order)
  * and/or a time to advance to.  state_apply_batch() runs it in two pipelined
  * round trips: GET every state, compute every update in C (stages.h), then
- * one EVALSHA of apply.lua per changed customer, which writes state, due
- * index, outbox and counters atomically if the state is unchanged since the
- * GET.  A customer whose state changed meanwhile (another instance, the
- * sweeper) is recomputed from the state the script returned and sent again. */
+ * one EVALSHA of apply.lua per shard, which writes each of the shard's
+ * changed customers -- state, due index, outbox and counters -- atomically
+ * if its state is unchanged since the GET.  A customer whose state changed meanwhile (another
+ * instance, the sweeper) is recomputed from the state the script returned and sent again. */
 #ifndef CLVD_STATE_H
 #define CLVD_STATE_H
 
@@ -40,7 +40,7 @@ struct clv_item {
     int8_t from_buyer, to_buyer; /* purchased before / after the batch */
     /* what the compare-and-set writes, kept so it can be re-sent as is */
     size_t blob_off, bloblen;
-    clv_ms due;
+    clv_ms old_due, due; /* next deadline before and after the batch, 0 none */
     int msg_first, msg_count;
     int n_applied, n_duplicates;
     int tr_first, ntr; /* its transitions in batch->trs */
@@ -56,21 +56,23 @@ struct clv_batch_msg {
 struct clv_batch_stats {
     uint64_t applied, duplicates, conflicts;
     uint64_t updates; /* customers written (compare-and-set applied) */
+    uint64_t calls;   /* apply.lua calls (each: the customers of one shard) */
     uint64_t transitions[CLV_STAGE_COUNT + 1][CLV_STAGE_COUNT]; /* [from+1][to] */
     uint64_t tier_changes;
 };
 
 /* Arguments of one EVALSHA, built in place (internal to state.c). */
+struct clv_cas_arg {
+    const char *p; /* NULL: at `off` in text */
+    size_t off, len;
+};
 struct clv_cas_args {
+    struct clv_cas_arg *args;
+    int argc, cap;
     const char **argv;
     size_t *argvlen;
-    int argc, cap;
-    char keys[4][CLV_KEY_MAX];
-    char due[32];
-    char nout[16];
-    struct clv_sbuf fields; /* outbox field names, then counter names */
-    size_t *field_off;
-    int field_cap;
+    int vcap;
+    struct clv_sbuf text; /* keys, numbers and field names formatted here */
 };
 
 /* A transition's stages for the counters; from -2 marks a tier change. */
