@@ -179,20 +179,46 @@ static int load_state(struct clv_batch *b, struct clv_item *it, const redisReply
     return 0;
 }
 
-static int read_states(struct clv_store *st, struct clv_batch *b, char *err, size_t errlen)
+/* A remembered state stands for the GET (see cache.h). */
+static int from_cache(struct clv_batch *b, struct clv_item *it)
+{
+    size_t len;
+    const unsigned char *p = b->cache ? cache_get(b->cache, it->id, it->idlen, &len) : NULL;
+
+    if (p == NULL || len < 8)
+        return 0;
+    it->existed = 1;
+    it->state_off = b->states.len;
+    it->statelen = len;
+    sbuf_append(&b->states, p, len);
+    memcpy(it->old_version, p, 8);
+    return 1;
+}
+
+/* Every state not in the cache, in one pipeline; `miss` is scratch. */
+static int read_states(struct clv_store *st, struct clv_batch *b, int *miss, char *err,
+                       size_t errlen)
 {
     char key[CLV_KEY_MAX];
     const char *argv[2] = {"GET", key};
     size_t argvlen[2] = {3, 0};
-    double t0 = store_pipeline_begin();
-    int rc = 0;
+    double t0;
+    int rc = 0, nmiss = 0;
 
-    for (int i = 0; i < b->nitems; i++) {
-        struct clv_item *it = &b->items[i];
+    if (b->cache)
+        cache_validate(b->cache, st->generation);
+    for (int i = 0; i < b->nitems; i++)
+        if (!from_cache(b, &b->items[i]))
+            miss[nmiss++] = i;
+    if (nmiss == 0)
+        return 0;
+    t0 = store_pipeline_begin();
+    for (int k = 0; k < nmiss; k++) {
+        struct clv_item *it = &b->items[miss[k]];
         argvlen[1] = keys_customer(key, st->cfg->key_prefix, it->shard, it->id, it->idlen);
         store_append_argv(st, 2, argv, argvlen);
     }
-    for (int i = 0; i < b->nitems; i++) {
+    for (int k = 0; k < nmiss; k++) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
             clv_seterr(err, errlen, "redis GET: connection lost");
@@ -202,7 +228,7 @@ static int read_states(struct clv_store *st, struct clv_batch *b, char *err, siz
             rc = -1;
             continue;
         }
-        if (rc == 0 && load_state(b, &b->items[i], r, err, errlen) != 0)
+        if (rc == 0 && load_state(b, &b->items[miss[k]], r, err, errlen) != 0)
             rc = -1;
         freeReplyObject(r);
     }
@@ -498,6 +524,9 @@ static int item_result(struct clv_batch *b, int item, const redisReply *r, int *
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
         it->done = 1;
         b->stats.updates++;
+        if (b->cache)
+            cache_put(b->cache, it->id, it->idlen,
+                      (const unsigned char *)b->blobs.buf + it->blob_off, it->bloblen);
         add_item_stats(b, it);
         return 0;
     }
@@ -506,6 +535,8 @@ static int item_result(struct clv_batch *b, int item, const redisReply *r, int *
         return -1;
     }
     /* the state changed since it was read: recompute from the new one */
+    if (b->cache)
+        cache_drop(b->cache, it->id, it->idlen);
     if (load_state(b, it, r, err, errlen) != 0)
         return -1;
     b->stats.conflicts++;
@@ -629,7 +660,7 @@ int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct cl
     todo = b->work;
     redo = todo + b->nitems;
     resend = redo + b->nitems;
-    if (read_states(st, b, err, errlen) != 0)
+    if (read_states(st, b, todo, err, errlen) != 0)
         return -1;
     for (int i = 0; i < b->nitems; i++)
         redo[nredo++] = i;

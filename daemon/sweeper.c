@@ -87,17 +87,22 @@ void sweeper_free(struct clv_sweeper *s)
 
 #define RESCAN_SHARDS_PER_TICK 16
 
+/* Through the store, which routes it to the shard's node on a cluster. */
 static void append_rescan(struct clv_store *st, uint32_t shard, int64_t from, int limit)
 {
-    char key[CLV_KEY_MAX];
+    char key[CLV_KEY_MAX], min[32], lim[16];
+    const char *argv[8] = {"ZRANGEBYSCORE", key, min, "+inf", "WITHSCORES", "LIMIT", "0", lim};
+    size_t argvlen[8];
 
     keys_due(key, st->cfg->key_prefix, shard);
-    st->commands++;
     if (from == INT64_MIN)
-        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s -inf +inf WITHSCORES LIMIT 0 %d", key, limit);
+        snprintf(min, sizeof(min), "-inf");
     else
-        redisAppendCommand(st->ctx, "ZRANGEBYSCORE %s (%lld +inf WITHSCORES LIMIT 0 %d", key,
-                           (long long)from, limit);
+        snprintf(min, sizeof(min), "(%lld", (long long)from);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    for (int i = 0; i < 8; i++)
+        argvlen[i] = strlen(argv[i]);
+    store_append_argv(st, 8, argv, argvlen);
 }
 
 /* One step of a rescan: a few shards, each from where it got to. */

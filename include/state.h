@@ -10,6 +10,7 @@
 #ifndef CLVD_STATE_H
 #define CLVD_STATE_H
 
+#include "cache.h"
 #include "config.h"
 #include "customer.h"
 #include "event.h"
@@ -104,6 +105,7 @@ struct clv_batch {
     int *work;
     int work_cap;
     struct clv_cas_args cas;
+    struct clv_state_cache *cache; /* the owner's, or NULL (cache.h) */
 };
 
 void batch_init(struct clv_batch *b);

@@ -4,7 +4,18 @@
  * EVALSHA of the embedded Lua scripts (loaded once per connection, loaded
  * again on NOSCRIPT), with reconnection and backoff.  hiredis 0.14 leaves a
  * context unusable after any I/O or protocol error, so such a context is
- * freed at once and the next store_ensure() connects again. */
+ * freed at once and the next store_ensure() connects again.
+ *
+ * With redis.cluster the same calls work on a Redis Cluster: one connection
+ * per master (opened when first needed, AUTH and the scripts loaded on
+ * each), every command routed by its key's slot (cluster.h), a pipeline's
+ * commands sent to their nodes in parallel and their replies returned in
+ * append order, MOVED / ASK / TRYAGAIN followed inside store_read_reply()
+ * and store_command*(), and the slot map refreshed after MOVED and after
+ * connection errors.  A reply that cannot be had (a node unreachable)
+ * reads as NULL, as a lost connection does on one server: the caller's
+ * batch fails and is retried.  Callers read every reply of a pipeline
+ * before sending anything else, in both modes. */
 #ifndef CLVD_STORE_H
 #define CLVD_STORE_H
 
@@ -14,7 +25,8 @@
 #include "config.h"
 #include "log.h"
 
-struct clv_histogram; /* metrics.h */
+struct clv_histogram;     /* metrics.h */
+struct clv_store_cluster; /* store.c: slot map, nodes, the pipeline in flight */
 
 /* The Lua scripts, from daemon/lua/NAME.lua. */
 enum clv_script {
@@ -26,7 +38,8 @@ enum clv_script {
 };
 
 struct clv_store {
-    redisContext *ctx; /* NULL while disconnected */
+    redisContext *ctx;            /* one server: NULL while disconnected */
+    struct clv_store_cluster *cl; /* redis.cluster: NULL until store_ensure() */
     const struct clv_redis_config *cfg;
     const struct clv_log *log;
     char sha[CLV_SCRIPT_COUNT][41];
@@ -34,6 +47,7 @@ struct clv_store {
     clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
     clv_ms backoff;
     int reconnected;           /* set on each new connection; cleared by the owner */
+    uint64_t generation;       /* bumped on each new connection (to any node) */
     int fatal;                 /* Redis holds another deployment: never retry */
     struct clv_histogram *rtt; /* round-trip times, when the owner wants them */
 };
@@ -41,7 +55,9 @@ struct clv_store {
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);
 
 /* Connect (AUTH, SELECT, load scripts, check the shard count) unless
- * connected.  Honours the backoff: returns -1 without trying before it ends. */
+ * connected; on a cluster, read the slot map from the seeds and connect to
+ * every master.  Honours the backoff: returns -1 without trying before it
+ * ends. */
 int store_ensure(struct clv_store *st, char *err, size_t errlen);
 void store_disconnect(struct clv_store *st);
 int store_connected(const struct clv_store *st);
@@ -53,7 +69,8 @@ redisReply *store_command_argv(struct clv_store *st, int argc, const char **argv
                                const size_t *argvlen);
 
 /* EVALSHA of a script with its keys and arguments; on NOSCRIPT the script
- * is loaded again and the call repeated once.  NULL after an I/O error. */
+ * is loaded again and the call repeated once.  NULL after an I/O error.
+ * store_load_scripts() loads them on every master of a cluster. */
 redisReply *store_eval(struct clv_store *st, enum clv_script script, int nkeys, int argc,
                        const char **argv, const size_t *argvlen);
 int store_load_scripts(struct clv_store *st, char *err, size_t errlen);

@@ -3,13 +3,16 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -390,10 +393,17 @@ static int redis_spawn(struct h_redis *r, char *err, size_t errlen)
     }
 }
 
+static int cluster_start(struct h_redis *r, char *err, size_t errlen);
+static void cluster_kill(struct h_redis *r);
+static int cluster_command(const struct h_redis *r, int argc, const char **argv, char *reply,
+                           size_t replylen, char *err, size_t errlen);
+
 int h_redis_start(struct h_redis *r, char *err, size_t errlen)
 {
     if (r->dir[0] == '\0' && h_tmpdir_create(r->dir, sizeof(r->dir), err, errlen) != 0)
         return -1;
+    if (r->masters > 0)
+        return cluster_start(r, err, errlen);
     /* A unix socket path holds at most 107 bytes. */
     if (strlen(r->dir) > 90 ||
         snprintf(r->socket, sizeof(r->socket), "%s/redis.sock", r->dir) >= (int)sizeof(r->socket) ||
@@ -421,6 +431,7 @@ static void redis_kill(struct h_redis *r, int sig)
 void h_redis_stop(struct h_redis *r)
 {
     redis_kill(r, SIGTERM);
+    cluster_kill(r);
     if (r->dir[0] != '\0') {
         h_tmpdir_remove(r->dir);
         r->dir[0] = '\0';
@@ -436,6 +447,10 @@ int h_redis_restart_after(struct h_redis *r, int hard, int down_ms, char *err, s
 {
     if (r->dir[0] == '\0') {
         seterr(err, errlen, "redis was never started");
+        return -1;
+    }
+    if (r->masters > 0) {
+        seterr(err, errlen, "restarting a cluster is not supported");
         return -1;
     }
     redis_kill(r, hard ? SIGKILL : SIGTERM);
@@ -465,6 +480,8 @@ int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_
         seterr(err, errlen, "empty redis command");
         return -1;
     }
+    if (r->masters > 0)
+        return cluster_command(r, argc, argv, reply, replylen, err, errlen);
     c = redis_connect(r, err, errlen);
     if (c == NULL)
         return -1;
@@ -495,6 +512,610 @@ out:
         freeReplyObject(rep);
     redisFree(c);
     return rc;
+}
+
+/* ---- Redis Cluster ------------------------------------------------------------ */
+
+static const char *bin_from_env(const char *var, const char *dflt)
+{
+    const char *b = getenv(var);
+
+    return b != NULL && *b != '\0' ? b : dflt;
+}
+
+/* 0 if `bin` (a path, or a name looked up in PATH) is executable. */
+static int executable(const char *bin)
+{
+    const char *path = getenv("PATH");
+    char buf[1024];
+
+    if (strchr(bin, '/') != NULL)
+        return access(bin, X_OK);
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p != '\0';) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+        if ((size_t)snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, bin) < sizeof(buf) &&
+            access(buf, X_OK) == 0)
+            return 0;
+        p += n + (colon != NULL);
+    }
+    return -1;
+}
+
+int h_redis_cluster_tools(char *err, size_t errlen)
+{
+    const char *server = bin_from_env("REDIS_SERVER", "redis-server");
+    const char *cli = bin_from_env("REDIS_CLI", "redis-cli");
+
+    if (executable(server) != 0 || executable(cli) != 0) {
+        seterr(err, errlen, "%s not found (a Redis Cluster needs redis-server and redis-cli)",
+               executable(server) != 0 ? server : cli);
+        return -1;
+    }
+    return 0;
+}
+
+int h_redis_cluster_env(void)
+{
+    const char *v = getenv("CLVD_IT_REDIS_CLUSTER");
+    char *end;
+    long n;
+
+    if (v == NULL || *v == '\0')
+        return 0;
+    n = strtol(v, &end, 10);
+    if (*end != '\0' || n < 3 || n > H_CLUSTER_MAX) {
+        fprintf(stderr, "CLVD_IT_REDIS_CLUSTER=%s: want a number of masters, 3 .. %d\n", v,
+                H_CLUSTER_MAX);
+        return -1;
+    }
+    return (int)n;
+}
+
+int h_redis_cluster_skip(int masters)
+{
+    char err[H_ERRLEN];
+
+    if (masters < 0)
+        return 1;
+    if (masters > 0 && h_redis_cluster_tools(err, sizeof(err)) != 0) {
+        fprintf(stderr, "skipped: %s\n", err);
+        return H_SKIP;
+    }
+    return 0;
+}
+
+int h_redis_nodes(const struct h_redis *r)
+{
+    return r->masters > 0 ? r->masters : 1;
+}
+
+/* Nobody listens on 127.0.0.1:port now (a race with another test remains:
+ * cluster_start retries with other ports if a server cannot bind). */
+static int port_free(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* n consecutive free ports in 20000..40000 whose bus ports (+10000) are
+ * free too. */
+static int pick_ports(int n, int *base)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)h_mono_ms();
+
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int p = 20000 + (int)(rand_r(&seed) % (unsigned)(20000 - n)), ok = 1;
+        for (int i = 0; i < n && ok; i++)
+            ok = port_free(p + i) && port_free(p + i + 10000);
+        if (ok) {
+            *base = p;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static redisContext *node_connect(const struct h_redis *r, int i, char *err, size_t errlen)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->node[i].port, tv);
+
+    if (c == NULL || c->err) {
+        seterr(err, errlen, "redis connect 127.0.0.1:%d: %s", r->node[i].port,
+               c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+redisContext *h_redis_connect_node(const struct h_redis *r, int i, char *err, size_t errlen)
+{
+    if (r->masters > 0)
+        return i >= 0 && i < r->masters ? node_connect(r, i, err, errlen) : NULL;
+    return i == 0 ? redis_connect(r, err, errlen) : NULL;
+}
+
+/* One command on master i; the reply (caller frees) or NULL. */
+static redisReply *node_command(const struct h_redis *r, int i, const char *fmt, ...)
+{
+    va_list ap;
+    redisContext *c = node_connect(r, i, NULL, 0);
+    redisReply *rep;
+
+    if (c == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    return rep;
+}
+
+static int is_redirect(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ERROR &&
+           (strncmp(rep->str, "MOVED ", 6) == 0 || strncmp(rep->str, "ASK ", 4) == 0);
+}
+
+static int cluster_command(const struct h_redis *r, int argc, const char **argv, char *reply,
+                           size_t replylen, char *err, size_t errlen)
+{
+    long long sum = 0;
+    int integers = 0, answered = 0;
+
+    for (int i = 0; i < r->masters; i++) {
+        redisContext *c = node_connect(r, i, err, errlen);
+        redisReply *rep;
+        if (c == NULL)
+            return -1;
+        rep = redisCommandArgv(c, argc, argv, NULL);
+        if (rep == NULL) {
+            seterr(err, errlen, "redis %s on 127.0.0.1:%d: %s", argv[0], r->node[i].port,
+                   c->errstr);
+            redisFree(c);
+            return -1;
+        }
+        redisFree(c);
+        if (rep->type == REDIS_REPLY_ERROR && !is_redirect(rep)) {
+            seterr(err, errlen, "redis %s on 127.0.0.1:%d: %s", argv[0], r->node[i].port, rep->str);
+            freeReplyObject(rep);
+            return -1;
+        }
+        if (rep->type == REDIS_REPLY_INTEGER) {
+            sum += rep->integer;
+            integers = 1;
+        } else if (!is_redirect(rep) && !answered && reply != NULL &&
+                   (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING)) {
+            snprintf(reply, replylen, "%s", rep->str);
+        }
+        answered |= !is_redirect(rep);
+        freeReplyObject(rep);
+    }
+    if (integers && reply != NULL)
+        snprintf(reply, replylen, "%lld", sum);
+    return 0;
+}
+
+redisReply *h_redis_key_command(const struct h_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    char *cmd = NULL;
+    int len;
+
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0)
+        return NULL;
+    for (int i = 0; i < h_redis_nodes(r); i++) {
+        redisContext *c = h_redis_connect_node(r, i, NULL, 0);
+        void *rep = NULL;
+        if (c == NULL)
+            continue;
+        if (redisAppendFormattedCommand(c, cmd, (size_t)len) != REDIS_OK ||
+            redisGetReply(c, &rep) != REDIS_OK)
+            rep = NULL;
+        redisFree(c);
+        if (rep != NULL && !is_redirect(rep)) {
+            free(cmd);
+            return rep;
+        }
+        if (rep != NULL)
+            freeReplyObject(rep);
+    }
+    free(cmd);
+    return NULL;
+}
+
+static int scan_node(redisContext *c, h_key_fn fn, void *opaque, char *err, size_t errlen)
+{
+    char cursor[32] = "0";
+
+    do {
+        redisReply *rep = redisCommand(c, "SCAN %s COUNT 1000", cursor);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            seterr(err, errlen, "SCAN: %s",
+                   rep == NULL                      ? c->errstr
+                   : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                    : "unexpected reply");
+            if (rep)
+                freeReplyObject(rep);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        for (size_t i = 0; i < rep->element[1]->elements; i++) {
+            redisReply *k = rep->element[1]->element[i];
+            if (fn(c, k->str, k->len, opaque) != 0) {
+                seterr(err, errlen, "reading key %.*s failed", (int)k->len, k->str);
+                freeReplyObject(rep);
+                return -1;
+            }
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+int h_redis_scan(const struct h_redis *r, h_key_fn fn, void *opaque, char *err, size_t errlen)
+{
+    for (int i = 0; i < h_redis_nodes(r); i++) {
+        redisContext *c = h_redis_connect_node(r, i, err, errlen);
+        int rc;
+        if (c == NULL)
+            return -1;
+        rc = scan_node(c, fn, opaque, err, errlen);
+        redisFree(c);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Run a tool (redis-cli) to its end; 0 if it exited with status 0. */
+static int run_tool(char *const argv[], const char *log, int timeout_ms, char *err, size_t errlen)
+{
+    pid_t pid = spawn(argv, log, err, errlen);
+    int status = 0;
+    char how[96];
+
+    if (pid == -1)
+        return -1;
+    if (!wait_exit(pid, timeout_ms, &status)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        seterr(err, errlen, "%s %s did not finish within %d ms; see %s", argv[0], argv[1],
+               timeout_ms, log);
+        return -1;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    describe_status(status, how, sizeof(how));
+    seterr(err, errlen, "%s %s %s: %s; see %s", argv[0], argv[1], argv[2], how, log);
+    return -1;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Master i's view of the cluster: "<id> <slots>" of every master, sorted,
+ * into buf; -1 unless it says cluster_state:ok and no slot is migrating. */
+static int node_view(const struct h_redis *r, int i, char *buf, size_t len)
+{
+    redisReply *info = node_command(r, i, "CLUSTER INFO");
+    redisReply *nodes = node_command(r, i, "CLUSTER NODES");
+    char *lines[64], *save = NULL, *line;
+    size_t n = 0, used = 0;
+    int rc = -1;
+
+    buf[0] = '\0';
+    if (info == NULL || nodes == NULL || info->type != REDIS_REPLY_STRING ||
+        nodes->type != REDIS_REPLY_STRING || strstr(info->str, "cluster_state:ok") == NULL ||
+        strchr(nodes->str, '[') != NULL)
+        goto out;
+    for (line = strtok_r(nodes->str, "\n", &save); line != NULL && n < 64;
+         line = strtok_r(NULL, "\n", &save)) {
+        char id[64] = "", flags[128] = "";
+        int slots = 0;
+        if (sscanf(line, "%63s %*s %127s %*s %*s %*s %*s %*s %n", id, flags, &slots) < 2 ||
+            strstr(flags, "master") == NULL)
+            continue;
+        /* id and slot ranges only: flags and ping times differ between views */
+        if (asprintf(&lines[n], "%s %s", id, slots > 0 ? line + slots : "") < 0)
+            goto out;
+        n++;
+    }
+    qsort(lines, n, sizeof(*lines), cmp_line);
+    for (size_t k = 0; k < n; k++) {
+        used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s\n", lines[k]);
+        free(lines[k]);
+    }
+    rc = used < len && n == (size_t)r->masters ? 0 : -1;
+out:
+    if (info)
+        freeReplyObject(info);
+    if (nodes)
+        freeReplyObject(nodes);
+    return rc;
+}
+
+/* Every master says cluster_state:ok, nothing migrates, and all agree on
+ * who serves which slot (what redis-cli --cluster checks before a
+ * reshard). */
+static int cluster_settle(const struct h_redis *r, int timeout_ms, char *err, size_t errlen)
+{
+    enum { VIEW = 16384 };
+    char *first = malloc(VIEW), *other = malloc(VIEW);
+    int64_t deadline = h_mono_ms() + timeout_ms;
+    int rc = -1;
+
+    while (first != NULL && other != NULL) {
+        int ok = node_view(r, 0, first, VIEW) == 0;
+        for (int i = 1; i < r->masters && ok; i++)
+            ok = node_view(r, i, other, VIEW) == 0 && strcmp(first, other) == 0;
+        if (ok) {
+            rc = 0;
+            break;
+        }
+        if (h_mono_ms() >= deadline) {
+            seterr(err, errlen, "the cluster's masters do not agree on an ok state within %d ms",
+                   timeout_ms);
+            break;
+        }
+        h_sleep_ms(100);
+    }
+    free(first);
+    free(other);
+    return rc;
+}
+
+static int node_spawn(struct h_redis *r, int i, char *err, size_t errlen)
+{
+    const char *bin = bin_from_env("REDIS_SERVER", "redis-server");
+    char port[16], conf[64];
+    char *argv[] = {(char *)bin, "--port",
+                    port,        "--bind",
+                    "127.0.0.1", "--cluster-enabled",
+                    "yes",       "--cluster-config-file",
+                    conf,        "--cluster-node-timeout",
+                    "5000",      "--save",
+                    "",          "--appendonly",
+                    "no",        "--dir",
+                    r->dir,      "--daemonize",
+                    "no",        "--loglevel",
+                    "notice",    NULL};
+    int64_t deadline = h_mono_ms() + 10000;
+
+    snprintf(port, sizeof(port), "%d", r->node[i].port);
+    snprintf(conf, sizeof(conf), "nodes-%d.conf", r->node[i].port);
+    if (snprintf(r->node[i].log, sizeof(r->node[i].log), "%s/redis-%d.log", r->dir,
+                 r->node[i].port) >= (int)sizeof(r->node[i].log)) {
+        seterr(err, errlen, "directory name too long: %s", r->dir);
+        return -1;
+    }
+    r->node[i].pid = spawn(argv, r->node[i].log, err, errlen);
+    if (r->node[i].pid == -1) {
+        r->node[i].pid = 0;
+        return -1;
+    }
+    for (;;) {
+        redisReply *rep = node_command(r, i, "PING");
+        int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+        if (rep)
+            freeReplyObject(rep);
+        if (ok)
+            return 0;
+        if (waitpid(r->node[i].pid, NULL, WNOHANG) == r->node[i].pid) {
+            r->node[i].pid = 0;
+            seterr(err, errlen, "redis-server on port %d exited at start; see %s", r->node[i].port,
+                   r->node[i].log);
+            return -1;
+        }
+        if (h_mono_ms() >= deadline) {
+            seterr(err, errlen, "redis-server on port %d did not answer PING within 10 s",
+                   r->node[i].port);
+            return -1;
+        }
+        h_sleep_ms(20);
+    }
+}
+
+static void cluster_kill(struct h_redis *r)
+{
+    for (int i = 0; i < H_CLUSTER_MAX; i++) {
+        int status;
+        if (r->node[i].pid <= 0)
+            continue;
+        kill(r->node[i].pid, SIGTERM);
+        if (!wait_exit(r->node[i].pid, 5000, &status)) {
+            kill(r->node[i].pid, SIGKILL);
+            waitpid(r->node[i].pid, &status, 0);
+        }
+        r->node[i].pid = 0;
+    }
+}
+
+static int cluster_create(struct h_redis *r, char *err, size_t errlen)
+{
+    char addr[H_CLUSTER_MAX][32], log[H_PATHLEN + 32];
+    char *argv[H_CLUSTER_MAX + 8];
+    int argc = 0;
+
+    argv[argc++] = (char *)bin_from_env("REDIS_CLI", "redis-cli");
+    argv[argc++] = "--cluster";
+    argv[argc++] = "create";
+    for (int i = 0; i < r->masters; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", r->node[i].port);
+        argv[argc++] = addr[i];
+    }
+    argv[argc++] = "--cluster-replicas";
+    argv[argc++] = "0";
+    argv[argc++] = "--cluster-yes";
+    argv[argc] = NULL;
+    snprintf(log, sizeof(log), "%s/cluster-create.log", r->dir);
+    return run_tool(argv, log, 60000, err, errlen);
+}
+
+static int cluster_ids(struct h_redis *r, char *err, size_t errlen)
+{
+    for (int i = 0; i < r->masters; i++) {
+        redisReply *rep = node_command(r, i, "CLUSTER MYID");
+        int ok = rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len < sizeof(r->node[i].id);
+        if (ok)
+            snprintf(r->node[i].id, sizeof(r->node[i].id), "%s", rep->str);
+        if (rep)
+            freeReplyObject(rep);
+        if (!ok) {
+            seterr(err, errlen, "CLUSTER MYID on port %d failed", r->node[i].port);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int cluster_start_once(struct h_redis *r, char *err, size_t errlen)
+{
+    int base;
+
+    if (pick_ports(r->masters, &base) != 0) {
+        seterr(err, errlen, "no free ports for a cluster of %d in 20000..40000", r->masters);
+        return -1;
+    }
+    for (int i = 0; i < r->masters; i++) {
+        r->node[i].port = base + i;
+        if (node_spawn(r, i, err, errlen) != 0)
+            return -1;
+    }
+    if (cluster_create(r, err, errlen) != 0 || cluster_settle(r, 30000, err, errlen) != 0 ||
+        cluster_ids(r, err, errlen) != 0)
+        return -1;
+    say("redis cluster of %d masters on 127.0.0.1:%d..%d", r->masters, base, base + r->masters - 1);
+    return 0;
+}
+
+static int cluster_start(struct h_redis *r, char *err, size_t errlen)
+{
+    if (r->masters < 1 || r->masters > H_CLUSTER_MAX) {
+        seterr(err, errlen, "a cluster of %d masters: want 1 .. %d", r->masters, H_CLUSTER_MAX);
+        return -1;
+    }
+    r->socket[0] = '\0';
+    for (int attempt = 0; attempt < 3; attempt++) {
+        /* a port taken between the check and the bind: again elsewhere */
+        if (cluster_start_once(r, err, errlen) == 0) {
+            snprintf(r->log, sizeof(r->log), "%s", r->node[0].log);
+            return 0;
+        }
+        fprintf(stderr, "[harness] starting a redis cluster: %s%s\n", err,
+                attempt < 2 ? "; trying other ports" : "");
+        for (int i = 0; i < r->masters; i++)
+            if (r->node[i].log[0] != '\0')
+                h_dump_file(r->node[i].log, "redis-server log", 2048, stderr);
+        cluster_kill(r);
+        for (int i = 0; i < r->masters; i++) {
+            char conf[H_PATHLEN + 32];
+            snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", r->dir, r->node[i].port);
+            unlink(conf);
+        }
+    }
+    return -1;
+}
+
+int h_redis_cluster_reshard(struct h_redis *r, int from, int to, int slots, char *err,
+                            size_t errlen)
+{
+    char addr[32], n[16], log[H_PATHLEN + 32];
+    char *argv[] = {(char *)bin_from_env("REDIS_CLI", "redis-cli"),
+                    "--cluster",
+                    "reshard",
+                    addr,
+                    "--cluster-from",
+                    r->node[from].id,
+                    "--cluster-to",
+                    r->node[to].id,
+                    "--cluster-slots",
+                    n,
+                    "--cluster-yes",
+                    NULL};
+
+    if (r->masters <= 0 || from < 0 || to < 0 || from >= r->masters || to >= r->masters) {
+        seterr(err, errlen, "reshard: not a cluster, or no master %d / %d", from, to);
+        return -1;
+    }
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", r->node[from].port);
+    snprintf(n, sizeof(n), "%d", slots);
+    snprintf(log, sizeof(log), "%s/reshard.log", r->dir);
+    if (cluster_settle(r, 30000, err, errlen) != 0 || run_tool(argv, log, 180000, err, errlen) != 0)
+        return -1;
+    return cluster_settle(r, 30000, err, errlen);
+}
+
+int h_redis_cluster_pause(struct h_redis *r, int i, int ms, char *err, size_t errlen)
+{
+    if (i < 0 || i >= r->masters || r->node[i].pid <= 0) {
+        seterr(err, errlen, "no running master %d", i);
+        return -1;
+    }
+    kill(r->node[i].pid, SIGSTOP);
+    h_sleep_ms(ms);
+    kill(r->node[i].pid, SIGCONT);
+    return 0;
+}
+
+int h_redis_cluster_owner(const struct h_redis *r, const char *key)
+{
+    redisReply *slot = node_command(r, 0, "CLUSTER KEYSLOT %s", key);
+    redisReply *map = node_command(r, 0, "CLUSTER SLOTS");
+    int owner = -1;
+
+    if (slot && map && slot->type == REDIS_REPLY_INTEGER && map->type == REDIS_REPLY_ARRAY)
+        for (size_t k = 0; k < map->elements && owner < 0; k++) {
+            redisReply *e = map->element[k];
+            if (e->elements < 3 || slot->integer < e->element[0]->integer ||
+                slot->integer > e->element[1]->integer)
+                continue;
+            for (int i = 0; i < r->masters; i++)
+                if (e->element[2]->element[1]->integer == r->node[i].port)
+                    owner = i;
+        }
+    if (slot)
+        freeReplyObject(slot);
+    if (map)
+        freeReplyObject(map);
+    return owner;
+}
+
+int h_redis_cluster_slot_count(const struct h_redis *r, int i)
+{
+    redisReply *map = node_command(r, i, "CLUSTER SLOTS");
+    int n = -1;
+
+    if (map && map->type == REDIS_REPLY_ARRAY) {
+        n = 0;
+        for (size_t k = 0; k < map->elements; k++) {
+            redisReply *e = map->element[k];
+            if (e->elements >= 3 && e->element[2]->element[1]->integer == r->node[i].port)
+                n += (int)(e->element[1]->integer - e->element[0]->integer + 1);
+        }
+    }
+    if (map)
+        freeReplyObject(map);
+    return n;
 }
 
 /* ---- mock Kafka cluster ---------------------------------------------------- */
@@ -1062,6 +1683,25 @@ int h_config_init(struct h_config *c, const char *brokers, const char *group_id,
     rc |= h_config_set(c, "metrics.listen", "\"\"");
     rc |= h_config_set(c, "log.level", "debug");
     return rc != 0 ? -1 : 0;
+}
+
+int h_config_redis(struct h_config *c, const struct h_redis *r)
+{
+    char seeds[H_CLUSTER_MAX * 24 + 8];
+    size_t n = 0;
+
+    if (r->masters <= 0)
+        return h_config_set_str(c, "redis.unix_socket", r->socket);
+    n += (size_t)snprintf(seeds + n, sizeof(seeds) - n, "[");
+    for (int i = 0; i < r->masters; i++)
+        n += (size_t)snprintf(seeds + n, sizeof(seeds) - n, "%s\"127.0.0.1:%d\"", i ? ", " : "",
+                              r->node[i].port);
+    snprintf(seeds + n, sizeof(seeds) - n, "]");
+    if (h_config_set_str(c, "redis.unix_socket", "") != 0 ||
+        h_config_set(c, "redis.cluster", "true") != 0 ||
+        h_config_set(c, "redis.seeds", "%s", seeds) != 0)
+        return -1;
+    return 0;
 }
 
 static int config_put(struct h_config *c, const char *key, char *value)

@@ -14,6 +14,11 @@
  *
  * Environment:
  *   REDIS_SERVER    redis-server binary (default: "redis-server" from PATH)
+ *   REDIS_CLI       redis-cli binary (default: "redis-cli" from PATH), for
+ *                   creating and resharding a Redis Cluster
+ *   CLVD_IT_REDIS_CLUSTER=N  tests that support it run against a Redis
+ *                   Cluster of N masters (3 .. H_CLUSTER_MAX) instead of one
+ *                   redis-server (h_redis_cluster_env)
  *   CLVD_IT_KEEP=1  keep temporary directories (logs, configs) after the run
  *   CLVD_IT_VERBOSE=1  print harness progress to stderr */
 #ifndef CLVD_IT_HARNESS_H
@@ -57,29 +62,92 @@ void h_dump_file(const char *path, const char *title, size_t tail_bytes, FILE *o
 
 /* ---- redis-server ---------------------------------------------------------- */
 
+#define H_CLUSTER_MAX 6
+#define H_SKIP 77 /* exit status of a skipped test (ctest SKIP_RETURN_CODE) */
+
+/* A master of a Redis Cluster (h_redis with masters > 0). */
+struct h_redis_node {
+    pid_t pid; /* 0 when not running */
+    int port;  /* on 127.0.0.1; its cluster bus is port + 10000 */
+    char id[48];
+    char log[H_PATHLEN];
+};
+
 struct h_redis {
     pid_t pid;              /* 0 when not running */
     int persist;            /* set before start: appendonly yes (data survives restart) */
+    int masters;            /* set before start: > 0 starts a Redis Cluster of that many
+                               masters on loopback TCP ports instead (no socket) */
     char dir[H_PATHLEN];    /* private working directory */
-    char socket[H_PATHLEN]; /* dir/redis.sock */
-    char log[H_PATHLEN];    /* dir/redis.log */
+    char socket[H_PATHLEN]; /* dir/redis.sock; "" for a cluster */
+    char log[H_PATHLEN];    /* dir/redis.log; a cluster: the first master's */
+    struct h_redis_node node[H_CLUSTER_MAX];
 };
 
 /* Create a fresh temp dir (when r->dir is empty) and start redis-server on a
- * unix socket in it; returns once PING answers (10 s at most). */
+ * unix socket in it; returns once PING answers (10 s at most).  With
+ * r->masters > 0: that many redis-servers with cluster-enabled on free
+ * ports (a random base in 20000..40000, bus ports checked too), joined by
+ * `redis-cli --cluster create` (no replicas); returns once every master
+ * reports cluster_state:ok and agrees on the slots. */
 int h_redis_start(struct h_redis *r, char *err, size_t errlen);
-/* SIGTERM, waitpid (SIGKILL after 5 s), then remove the temp dir. */
+/* SIGTERM, waitpid (SIGKILL after 5 s), then remove the temp dir; every
+ * master of a cluster. */
 void h_redis_stop(struct h_redis *r);
 /* Stop (SIGTERM, or SIGKILL when `hard`) and start again on the same socket,
- * keeping the directory (and, with `persist`, the data). */
+ * keeping the directory (and, with `persist`, the data).  Not for a cluster. */
 int h_redis_restart(struct h_redis *r, int hard, char *err, size_t errlen);
 /* The same, staying down for `down_ms` before starting again (the socket
  * file is removed at once, so clients see "connection refused"). */
 int h_redis_restart_after(struct h_redis *r, int hard, int down_ms, char *err, size_t errlen);
 /* Run one command (no arguments with spaces), e.g. "FLUSHALL", "DBSIZE".  If
- * reply is not NULL the reply (status, string or integer) is written there. */
+ * reply is not NULL the reply (status, string or integer) is written there.
+ * On a cluster it runs on every master: MOVED / ASK replies are skipped (a
+ * keyed command counts where its key lives), integer replies are summed
+ * (DBSIZE is the cluster's), otherwise the first reply is kept. */
 int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_t replylen,
                     char *err, size_t errlen);
+
+/* CLVD_IT_REDIS_CLUSTER: 0 when unset or empty, the number of masters
+ * (3 .. H_CLUSTER_MAX), or -1 (with a message on stderr) for anything else. */
+int h_redis_cluster_env(void);
+/* 0 if redis-server and redis-cli can be run; else -1 and err says which is
+ * missing (a cluster test then exits with H_SKIP). */
+int h_redis_cluster_tools(char *err, size_t errlen);
+
+/* For a test's main(): 0 to go on; otherwise the status to exit with --
+ * H_SKIP (with a message) when `masters` > 0 and the tools are missing, 1
+ * when `masters` < 0 (a bad CLVD_IT_REDIS_CLUSTER). */
+int h_redis_cluster_skip(int masters);
+
+/* Data nodes: 1 for one redis-server, the masters of a cluster. */
+int h_redis_nodes(const struct h_redis *r);
+/* A connection to data node i (the caller frees it with redisFree). */
+struct redisContext *h_redis_connect_node(const struct h_redis *r, int i, char *err, size_t errlen);
+/* SCAN every data node; fn gets each key with the connection of the node
+ * that holds it (so it can read the key there) and returns 0, or -1 to stop.
+ * Returns 0, or -1 on error or when fn stopped (err says why). */
+typedef int (*h_key_fn)(struct redisContext *c, const char *key, size_t len, void *opaque);
+int h_redis_scan(const struct h_redis *r, h_key_fn fn, void *opaque, char *err, size_t errlen);
+/* Run a keyed command (hiredis format) where its key lives: the reply of the
+ * first node that does not answer MOVED / ASK (the caller frees it), or
+ * NULL. */
+struct redisReply *h_redis_key_command(const struct h_redis *r, const char *fmt, ...);
+
+/* Move `slots` hash slots from master `from` to master `to` (indexes into
+ * node[]) with `redis-cli --cluster reshard` (it takes the source's lowest
+ * slots first), after waiting for the masters to agree on the slot map;
+ * returns once they agree again.  Its output is appended to dir/reshard.log. */
+int h_redis_cluster_reshard(struct h_redis *r, int from, int to, int slots, char *err,
+                            size_t errlen);
+/* Stop master i (SIGSTOP) for `ms` milliseconds, then let it go on
+ * (SIGCONT): its clients' reads time out while the cluster (node timeout
+ * 5 s) does not fail it over. */
+int h_redis_cluster_pause(struct h_redis *r, int i, int ms, char *err, size_t errlen);
+/* The master (index into node[]) serving the slot of `key`, or -1. */
+int h_redis_cluster_owner(const struct h_redis *r, const char *key);
+/* Slots served by master i, as its own CLUSTER SLOTS says (-1 on error). */
+int h_redis_cluster_slot_count(const struct h_redis *r, int i);
 
 /* ---- mock Kafka cluster ---------------------------------------------------- */
 
@@ -223,6 +291,9 @@ struct h_config {
  * metrics off, log level debug, default topic names. */
 int h_config_init(struct h_config *c, const char *brokers, const char *group_id,
                   const char *redis_socket);
+/* Point the config at `r`: redis.unix_socket for one redis-server;
+ * redis.cluster true and redis.seeds (every master) for a cluster. */
+int h_config_redis(struct h_config *c, const struct h_redis *r);
 /* Set (or replace) a key; value is raw YAML (printf format).  A NULL format
  * removes the key. */
 int h_config_set(struct h_config *c, const char *key, const char *fmt, ...)

@@ -321,13 +321,14 @@ void scenario_describe(const struct scenario *s, FILE *out)
 
 /* ---- worlds and runs --------------------------------------------------------------- */
 
-int scen_world_start(struct scen_world *w, const char *name, int brokers, int persist, char *err,
-                     size_t errlen)
+static int world_start(struct scen_world *w, const char *name, int brokers, int persist,
+                       int masters, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     snprintf(w->name, sizeof(w->name), "%s", name);
     w->brokers = brokers;
     w->redis.persist = persist;
+    w->redis.masters = masters;
     if (h_tmpdir_create(w->dir, sizeof(w->dir), err, errlen) != 0 ||
         h_redis_start(&w->redis, err, errlen) != 0 ||
         h_kafka_start(&w->kafka, brokers, err, errlen) != 0 ||
@@ -337,6 +338,18 @@ int scen_world_start(struct scen_world *w, const char *name, int brokers, int pe
         return -1;
     }
     return 0;
+}
+
+int scen_world_start(struct scen_world *w, const char *name, int brokers, int persist, char *err,
+                     size_t errlen)
+{
+    return world_start(w, name, brokers, persist, 0, err, errlen);
+}
+
+int scen_world_start_cluster(struct scen_world *w, const char *name, int brokers, int masters,
+                             char *err, size_t errlen)
+{
+    return world_start(w, name, brokers, 0, masters, err, errlen);
 }
 
 void scen_world_stop(struct scen_world *w)
@@ -385,7 +398,7 @@ int scenario_produce(const struct scenario *s, struct scen_world *w, int copies,
 int scen_config(const struct scen_world *w, struct h_config *cfg, const char *group)
 {
     if (h_config_init(cfg, w->kafka.bootstraps, group, w->redis.socket) != 0 ||
-        h_config_set(cfg, "log.level", "info") != 0 ||
+        h_config_redis(cfg, &w->redis) != 0 || h_config_set(cfg, "log.level", "info") != 0 ||
         h_config_set(cfg, "kafka.properties",
                      "{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\", "
                      "max.partition.fetch.bytes: \"%s\"}",
@@ -450,47 +463,6 @@ void scen_dump_log(const struct h_clvd *d, FILE *out)
         h_dump_file(d->log, "clvd log", 24 * 1024, out);
 }
 
-static redisContext *redis_open(const struct scen_world *w)
-{
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectUnixWithTimeout(w->redis.socket, tv);
-
-    if (c == NULL)
-        return NULL;
-    if (c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
-}
-
-/* SCAN the whole keyspace; calls fn for each key.  Returns -1 on error. */
-static int scan_keys(redisContext *c, int (*fn)(redisContext *, const char *, size_t, void *),
-                     void *opaque)
-{
-    char cursor[32] = "0";
-
-    do {
-        redisReply *r = redisCommand(c, "SCAN %s COUNT 1000", cursor);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            if (r)
-                freeReplyObject(r);
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            redisReply *k = r->element[1]->element[i];
-            if (fn(c, k->str, k->len, opaque) != 0) {
-                freeReplyObject(r);
-                return -1;
-            }
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
-}
-
 static int sum_stats(redisContext *c, const char *key, size_t len, void *opaque)
 {
     long *sum = opaque;
@@ -510,14 +482,13 @@ static int sum_stats(redisContext *c, const char *key, size_t len, void *opaque)
 
 long scen_redis_customers(const struct scen_world *w)
 {
-    redisContext *c = redis_open(w);
+    char err[H_ERRLEN];
     long sum = 0;
 
-    if (c == NULL)
+    if (h_redis_scan(&w->redis, sum_stats, &sum, err, sizeof(err)) != 0) {
+        fprintf(stderr, "[scenario] counting customers: %s\n", err);
         return -1;
-    if (scan_keys(c, sum_stats, &sum) != 0)
-        sum = -1;
-    redisFree(c);
+    }
     return sum;
 }
 
@@ -898,26 +869,23 @@ static int dump_key(redisContext *c, const char *key, size_t len, void *opaque)
 static int dump_redis(struct scen_world *w, struct scenario_result *r, char *err, size_t errlen)
 {
     struct dump_ctx x = {r, {0}, 0};
-    redisContext *c = redis_open(w);
+    char why[H_ERRLEN];
     redisReply *rep;
     int rc;
 
-    if (c == NULL) {
-        seterr(err, errlen, "redis dump: cannot connect to %s", w->redis.socket);
-        return -1;
-    }
-    rep = redisCommand(c, "HGET clv:meta shards");
+    /* a cluster: meta lives on one master; every key is dumped where it
+     * lives (the masters' SCANs) */
+    rep = h_redis_key_command(&w->redis, "HGET clv:meta shards");
     if (rep != NULL && rep->type == REDIS_REPLY_STRING)
         x.shards = strtol(rep->str, NULL, 10);
     if (rep)
         freeReplyObject(rep);
-    rc = scan_keys(c, dump_key, &x);
-    redisFree(c);
+    rc = h_redis_scan(&w->redis, dump_key, &x, why, sizeof(why));
     lines_unique(&x.state);
     r->state = x.state.v;
     r->nstate = x.state.n;
     if (rc != 0)
-        seterr(err, errlen, "redis dump failed");
+        seterr(err, errlen, "redis dump failed: %s", why);
     return rc;
 }
 
@@ -1178,7 +1146,9 @@ int scen_fixture_teardown(void **state)
         if (!f->passed)
             scen_dump_log(&f->d[i], stderr);
     }
-    if (!f->passed && f->w.redis.log[0] != '\0')
+    for (int i = 0; !f->passed && i < f->w.redis.masters; i++)
+        h_dump_file(f->w.redis.node[i].log, "redis-server log", 4096, stderr);
+    if (!f->passed && f->w.redis.masters == 0 && f->w.redis.log[0] != '\0')
         h_dump_file(f->w.redis.log, "redis-server log", 4096, stderr);
     scen_world_stop(&f->w);
     scenario_result_free(&f->ref);
@@ -1201,7 +1171,7 @@ int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int br
     if (scenario_run_clean(&f->s, &f->ref, err, errlen) != 0)
         return -1;
     fprintf(stderr, "[timing] reference result in %.1f s\n", scen_secs(t0));
-    if (scen_world_start(&f->w, name, brokers, persist, err, errlen) != 0)
+    if (world_start(&f->w, name, brokers, persist, f->masters, err, errlen) != 0)
         return -1;
     t0 = h_mono_ms();
     if (scenario_produce(&f->s, &f->w, copies, err, errlen) != 0)

@@ -26,8 +26,10 @@
  * only ~5 MB per partition and drops the oldest messages beyond (a result
  * notices: an output partition must start at offset 0).
  *
- * A world is one redis-server and one mock cluster with the default topics;
- * a run is clvd started on it with --exit-when-idle.
+ * A world is one redis-server (or a Redis Cluster: scen_world_start_cluster,
+ * or a fixture's `masters`) and one mock cluster with the default topics;
+ * a run is clvd started on it with --exit-when-idle.  The reference run
+ * always uses one redis-server.
  *
  * Environment: CLVD_IT_CLVD=/path/to/clvd runs another clvd binary; see
  * harness.h for CLVD_IT_KEEP and CLVD_IT_VERBOSE. */
@@ -84,7 +86,7 @@ void scenario_describe(const struct scenario *s, FILE *out);
 /* ---- worlds and runs ------------------------------------------------------- */
 
 struct scen_world {
-    struct h_redis redis;
+    struct h_redis redis; /* redis.masters > 0: a Redis Cluster */
     struct h_kafka kafka;
     char dir[H_PATHLEN]; /* configs and logs */
     char name[48];
@@ -97,6 +99,9 @@ struct scen_world {
  * (SCEN_IN_PARTITIONS per input topic). */
 int scen_world_start(struct scen_world *w, const char *name, int brokers, int persist, char *err,
                      size_t errlen);
+/* The same with a Redis Cluster of `masters` masters (no persistence). */
+int scen_world_start_cluster(struct scen_world *w, const char *name, int brokers, int masters,
+                             char *err, size_t errlen);
 void scen_world_stop(struct scen_world *w);
 
 /* Set the brokers' round-trip time (0: full speed). */
@@ -112,7 +117,8 @@ int scenario_produce(const struct scenario *s, struct scen_world *w, int copies,
                      size_t errlen);
 
 /* The config of the guarantee runs: the harness template (event clock,
- * 16 shards), group `group`, info logging, quick failure detection
+ * 16 shards) on the world's Redis (h_config_redis), group `group`, info
+ * logging, quick failure detection
  * (session.timeout.ms 6000, heartbeat.interval.ms 500) and small fetches
  * (max.partition.fetch.bytes SCEN_FETCH_BYTES). */
 int scen_config(const struct scen_world *w, struct h_config *cfg, const char *group);
@@ -136,7 +142,8 @@ struct scen_counts {
 };
 int scen_stopped_counts(const char *logpath, struct scen_counts *c);
 
-/* Customers in Redis now (the sum of the stage populations). */
+/* Customers in Redis now (the sum of the stage populations, over every
+ * master of a cluster). */
 long scen_redis_customers(const struct scen_world *w);
 
 /* Print the tail of a clvd log (on failure). */
@@ -164,7 +171,7 @@ struct scenario_result {
 };
 
 /* Read every output topic from the beginning (clvd has exited) and dump
- * Redis. */
+ * Redis (every master of a cluster). */
 int scenario_collect(struct scen_world *w, struct scenario_result *r, char *err, size_t errlen);
 void scenario_result_free(struct scenario_result *r);
 /* One line: messages per topic, distinct outputs, customers, ... */
@@ -190,6 +197,8 @@ int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, ch
 #define SCEN_MAX_CLVD 4
 
 struct scen_fixture {
+    int masters; /* set before scen_prepare: > 0 runs the test's world on a Redis
+                    Cluster of that many masters (e.g. from h_redis_cluster_env) */
     struct scenario s;
     struct scenario_result ref, got;
     struct scen_world w;
@@ -205,7 +214,8 @@ int scen_fixture_setup(void **state);
 int scen_fixture_teardown(void **state);
 
 /* Generate the scenario (`seed`, SCEN_CUSTOMERS customers), compute the
- * reference with a clean run, start the test's world (`brokers`, `persist`),
+ * reference with a clean run (one redis-server), start the test's world
+ * (`brokers`, `persist`; a cluster of f->masters if set),
  * produce the stream `copies` times into it (the second copy to random
  * partitions), throttle it (SCEN_RTT_MS) if asked, and write its config
  * (group "clvd-<name>-<pid>"). */

@@ -8,6 +8,10 @@
  * idle must leave the state and the distinct outputs of the single-delivery
  * run, and report (last log line) consumed = 2N, applied = N, duplicates = N.
  *
+ * With CLVD_IT_REDIS_CLUSTER=3 (ctest: integration_guarantee_duplicates_cluster)
+ * the run uses a Redis Cluster of three masters, and must still give the
+ * result of the reference run on one redis-server.
+ *
  * Environment: see scenario.h and harness.h. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +33,7 @@ static void test_every_message_twice(void **state)
     struct scen_counts cnt;
     char err[H_ERRLEN];
 
+    f->masters = h_redis_cluster_env();
     if (scen_prepare(f, SEED, "dups", 1, 0, 2, 0, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (scen_clvd_start(&f->w, d, f->config, "dups", SCEN_IDLE_EXIT, err, sizeof(err)) != 0)
@@ -50,6 +55,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_message_twice, scen_fixture_setup,
                                         scen_fixture_teardown),
     };
+    int skip = h_redis_cluster_skip(h_redis_cluster_env());
 
+    if (skip != 0)
+        return skip;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,8 +11,10 @@
  * watermark reaches the largest event time: deadlines up to the last event
  * fire, later ones do not.
  *
- * Environment: CLVD_IT_FILTER=<glob> runs only the matching tests; see
- * harness.h for CLVD_IT_KEEP and CLVD_IT_VERBOSE. */
+ * Environment: CLVD_IT_FILTER=<glob> runs only the matching tests;
+ * CLVD_IT_REDIS_CLUSTER=3 runs them against a Redis Cluster of three masters
+ * (ctest: integration_lifecycle_cluster); see harness.h for CLVD_IT_KEEP and
+ * CLVD_IT_VERBOSE. */
 #define _GNU_SOURCE /* open_memstream */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +39,7 @@
 /* ---- fixture --------------------------------------------------------------- */
 
 struct fixture {
-    struct h_redis redis; /* one per group, flushed before each test */
+    struct h_redis redis; /* one per group (or a cluster), flushed before each test */
     char dir[H_PATHLEN];  /* configs and logs */
     int run;              /* clvd runs so far: unique group ids and file names */
     /* per test */
@@ -58,6 +60,7 @@ static int group_setup(void **state)
         free(f);
         return -1;
     }
+    f->redis.masters = h_redis_cluster_env();
     if (h_tmpdir_create(f->dir, sizeof(f->dir), err, sizeof(err)) != 0 ||
         h_redis_start(&f->redis, err, sizeof(err)) != 0) {
         fprintf(stderr, "group setup: %s\n", err);
@@ -123,6 +126,7 @@ static void start_clvd(struct fixture *f, const char *name)
     snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", f->dir, name, f->run);
     snprintf(group, sizeof(group), "clvd-it-%s-%d-%d", name, (int)getpid(), f->run);
     assert_int_equal(h_config_init(&cfg, f->kafka.bootstraps, group, f->redis.socket), 0);
+    assert_int_equal(h_config_redis(&cfg, &f->redis), 0);
     if (h_config_write(&cfg, cfgpath, err, sizeof(err)) != 0) {
         h_config_free(&cfg);
         fail_msg("%s", err);
@@ -945,7 +949,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
     };
     const char *filter = getenv("CLVD_IT_FILTER");
+    int skip = h_redis_cluster_skip(h_redis_cluster_env());
 
+    if (skip != 0)
+        return skip;
     if (filter != NULL && *filter != '\0')
         cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
