@@ -9,7 +9,8 @@
  *            latency at half load (--rate N instead: one run at N events/s);
  *   ceiling  Redis alone running apply.lua, pipelined, 1 and 2 threads.
  * Prints a table and (--json FILE) writes the figures.  What each figure
- * means and how it is measured: docs/performance.md. */
+ * means and how it is measured: docs/performance.md; --instances N (clvd
+ * processes in one group) and --redis-cluster N (masters): docs/scaling.md. */
 #include "bench.h"
 
 #include <getopt.h>
@@ -50,6 +51,7 @@ void b_opts_default(struct b_opts *o)
     memset(o, 0, sizeof(*o));
     o->clvd = "build-release/clvd";
     o->redis_server = getenv("REDIS_SERVER") ? getenv("REDIS_SERVER") : "redis-server";
+    o->redis_cli = getenv("REDIS_CLI") ? getenv("REDIS_CLI") : "redis-cli";
     o->workdir = tmp && tmp[0] ? tmp : "/tmp";
     o->commit = "";
     o->customers = 100000;
@@ -69,6 +71,7 @@ void b_opts_default(struct b_opts *o)
     o->half_seconds = 15;
     o->ceiling_seconds = 4;
     o->ceiling_depth = 1000;
+    o->instances = 1;
 }
 
 static void usage(FILE *f)
@@ -77,6 +80,13 @@ static void usage(FILE *f)
         f, "usage: clvd_bench [options]\n"
            "  --clvd PATH            clvd binary (default build-release/clvd)\n"
            "  --redis-server PATH    redis-server binary (default from PATH, or $REDIS_SERVER)\n"
+           "  --redis-cli PATH       redis-cli binary, for --redis-cluster (default from PATH,\n"
+           "                         or $REDIS_CLI)\n"
+           "  --instances N          clvd processes in one consumer group, 1..8 (default 1);\n"
+           "                         counters and CPU are summed, RSS is the largest and the sum\n"
+           "  --redis-cluster N      a Redis Cluster of N masters (3..8) on loopback TCP instead\n"
+           "                         of one redis-server on a unix socket; Redis figures are\n"
+           "                         summed over the masters; the ceiling is not run\n"
            "  --customers N          customers of the generated shop (default 100000)\n"
            "  --events N             input events (default: the whole generated year)\n"
            "  --mix V,L,P            visits, logins, purchases shares (default 60,30,10)\n"
@@ -103,7 +113,7 @@ static void usage(FILE *f)
            "  --skip-half            no half-load run\n"
            "  --skip-max             no max-rate run (with --rate: the rate run only)\n"
            "  --perf FILE            perf record clvd (FILE) and redis-server (FILE.redis)\n"
-           "                         during the max run\n"
+           "                         during the max run (the first instance and master)\n"
            "  --json FILE            write the results as JSON\n"
            "  --commit LABEL         label printed with the results (e.g. a git commit)\n"
            "  --keep                 keep the temporary directories (logs, configs)\n"
@@ -197,6 +207,9 @@ enum {
     O_COMMIT,
     O_KEEP,
     O_QUIET,
+    O_INSTANCES,
+    O_REDIS_CLUSTER,
+    O_REDIS_CLI,
     O_HELP
 };
 
@@ -233,6 +246,9 @@ static int parse_options(int argc, char **argv, struct b_opts *o)
         {"commit", required_argument, NULL, O_COMMIT},
         {"keep", no_argument, NULL, O_KEEP},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"instances", required_argument, NULL, O_INSTANCES},
+        {"redis-cluster", required_argument, NULL, O_REDIS_CLUSTER},
+        {"redis-cli", required_argument, NULL, O_REDIS_CLI},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -331,6 +347,15 @@ static int parse_options(int argc, char **argv, struct b_opts *o)
             break;
         case O_QUIET:
             o->quiet = 1;
+            break;
+        case O_INSTANCES:
+            bad = parse_int(optarg, 1, B_MAX_INSTANCES, &o->instances) != 0;
+            break;
+        case O_REDIS_CLUSTER:
+            bad = parse_int(optarg, 3, B_CLUSTER_MAX, &o->redis_masters) != 0;
+            break;
+        case O_REDIS_CLI:
+            o->redis_cli = optarg;
             break;
         case O_HELP:
         case 'h':
@@ -436,6 +461,16 @@ static void print_table(const struct b_opts *o, const struct results *r)
            o->customers, o->mix[0], o->mix[1], o->mix[2],
            o->time_mode == B_TIME_HISTORY ? "historical (clock.mode event)" : "live (wall clock)",
            o->shards);
+    if (o->instances > 1 || o->redis_masters > 0) {
+        char redis[64];
+        if (o->redis_masters > 0)
+            snprintf(redis, sizeof(redis), "a Redis Cluster of %d master(s) on loopback TCP",
+                     o->redis_masters);
+        else
+            snprintf(redis, sizeof(redis), "one redis-server on a unix socket");
+        printf("  setup: %d clvd instance(s) in one consumer group, %s\n", o->instances, redis);
+        printf("  (clvd and Redis figures are sums over the instances and the masters)\n\n");
+    }
     snprintf(a, sizeof(a), "%s", hm ? (m->rate_target > 0 ? "fixed rate" : "max rate") : "-");
     snprintf(b, sizeof(b), "%s", hh ? "half rate" : "-");
     row("", a, b, "target (SPEC 15)");
@@ -524,6 +559,11 @@ static void print_table(const struct b_opts *o, const struct results *r)
              verdict(v, sizeof(v), rss > 0 ? rss : -1, TARGET_RSS_MB, 1),
              o->customers < TARGET_CUSTOMERS ? " (fewer customers)" : "");
     row("clvd peak RSS (MB, VmHWM)", a, b, t);
+    if (o->instances > 1) {
+        fmt(a, sizeof(a), hm, "%.1f", (double)m->clvd_hwm_sum_kb / 1024);
+        fmt(b, sizeof(b), hh, "%.1f", (double)h->clvd_hwm_sum_kb / 1024);
+        row("  summed over the instances (MB)", a, b, "");
+    }
     fmt(a, sizeof(a), hm, "%.2f", m->seconds > 0 ? m->cpu_clvd / m->seconds : 0);
     fmt(b, sizeof(b), hh, "%.2f", h->seconds > 0 ? h->cpu_clvd / h->seconds : 0);
     row("CPU cores used: clvd", a, b, "");
@@ -610,6 +650,9 @@ static void print_table(const struct b_opts *o, const struct results *r)
                ce->script_calls_per_s, ce->updates_per_s, hm ? m->events_per_update : 1.0,
                r->ceiling_events_per_s);
     }
+    if (o->redis_masters > 0 && !o->skip_ceiling)
+        printf("\n  Redis ceiling: not run with --redis-cluster (it drives one redis-server; run "
+               "it without --redis-cluster).\n");
     if (hm && m->cmds.n) {
         printf("\n  Redis commands in the max run, per input event (commandstats; in-script "
                "commands included):\n   ");
@@ -683,8 +726,12 @@ static void json_phase(FILE *f, const char *key, const struct b_phase *p)
     fprintf(f, "}},\n");
     fprintf(f,
             "    \"clvd\": {\"peak_rss_kb\": %ld, \"rss_kb\": %ld, \"exit\": %d, "
-            "\"cpu_seconds\": %.2f},\n",
+            "\"cpu_seconds\": %.2f",
             p->clvd_hwm_kb, p->clvd_rss_kb, p->clvd_exit, p->cpu_clvd);
+    if (p->instances > 1)
+        fprintf(f, ", \"instances\": %d, \"peak_rss_sum_kb\": %ld, \"rss_sum_kb\": %ld",
+                p->instances, p->clvd_hwm_sum_kb, p->clvd_rss_sum_kb);
+    fprintf(f, "},\n");
     fprintf(f,
             "    \"cpu_seconds\": {\"clvd\": %.2f, \"redis\": %.2f, \"bench\": %.2f, \"other\": "
             "%.2f},\n",
@@ -724,11 +771,15 @@ static int write_json(const char *path, const struct b_opts *o, const struct res
             "\"seed\": %llu, \"rate\": %.0f, \"partitions\": %d, \"out_partitions\": %d, "
             "\"rate_partitions\": %d, \"shards\": %d, \"time\": \"%s\", \"linger_ms\": %d, "
             "\"compression\": \"%s\", \"fetch_wait_ms\": %d, \"half_seconds\": %.0f, "
-            "\"warmup_seconds\": %.1f},\n",
+            "\"warmup_seconds\": %.1f",
             o->customers, (unsigned long long)o->events, o->mix[0], o->mix[1], o->mix[2],
             (unsigned long long)o->seed, o->rate, o->partitions, o->out_partitions,
             o->rate_partitions, o->shards, o->time_mode == B_TIME_HISTORY ? "history" : "live",
             o->linger_ms, o->compression, o->fetch_wait_ms, o->half_seconds, o->warmup_seconds);
+    if (o->instances > 1 || o->redis_masters > 0)
+        fprintf(f, ", \"instances\": %d, \"redis_cluster_masters\": %d", o->instances,
+                o->redis_masters);
+    fprintf(f, "},\n");
     if (r->have_max)
         json_phase(f, o->rate > 0 ? "rate" : "max", &r->max);
     if (r->have_half)
@@ -764,6 +815,7 @@ int main(int argc, char **argv)
     int status = 1;
 
     signal(SIGPIPE, SIG_IGN);
+    b_catch_signals();
     b_opts_default(&o);
     if (r == NULL || parse_options(argc, argv, &o) != 0) {
         usage(stderr);
@@ -771,6 +823,9 @@ int main(int argc, char **argv)
         return 2;
     }
     machine(r, &o);
+    if (!o.quiet && o.instances > (o.rate > 0 ? o.rate_partitions : o.partitions))
+        fprintf(stderr, "clvd_bench: %d instances for %d partition(s) per topic: some get none\n",
+                o.instances, o.rate > 0 ? o.rate_partitions : o.partitions);
     if (!o.skip_max) {
         if (!o.quiet)
             fprintf(stderr, "clvd_bench: %s run\n", o.rate > 0 ? "fixed-rate" : "max-rate");
@@ -797,7 +852,7 @@ int main(int argc, char **argv)
         }
         r->have_half = 1;
     }
-    if (!o.skip_ceiling) {
+    if (!o.skip_ceiling && o.redis_masters == 0) {
         const struct b_phase *p = r->have_max ? &r->max : &r->half;
         int have = r->have_max || r->have_half;
         double share =

@@ -19,6 +19,8 @@
 
 #define B_ERRLEN 512
 #define B_PATHLEN 256
+#define B_MAX_INSTANCES 8 /* clvd processes of one run (--instances) */
+#define B_CLUSTER_MAX 8   /* masters of a Redis Cluster (--redis-cluster) */
 
 /* Default topic names (SPEC section 11); the bench writes no topic names
  * into clvd's config, so these are the ones clvd uses. */
@@ -37,6 +39,7 @@ enum b_time_mode {
 struct b_opts {
     const char *clvd;         /* clvd binary */
     const char *redis_server; /* redis-server binary */
+    const char *redis_cli;    /* redis-cli binary (--redis-cluster) */
     const char *json;         /* results file, NULL: none */
     const char *perf;         /* perf.data path prefix, NULL: no profile */
     const char *commit;       /* label for the report */
@@ -61,6 +64,8 @@ struct b_opts {
     double half_seconds;
     double ceiling_seconds;
     int ceiling_depth;
+    int instances;     /* clvd processes in one consumer group */
+    int redis_masters; /* 0: one redis-server on a unix socket; N: a Redis Cluster */
     int keep;
     int quiet;
 };
@@ -130,13 +135,16 @@ struct b_phase {
     double per_call;                          /* updates per apply.lua call */
     double events_per_update;
     /* resources */
-    long clvd_hwm_kb, clvd_rss_kb;
-    double cpu_clvd, cpu_redis, cpu_bench; /* seconds over the measured window */
+    int instances;                         /* clvd processes */
+    int redis_masters;                     /* 0: one redis-server */
+    long clvd_hwm_kb, clvd_rss_kb;         /* the largest instance's */
+    long clvd_hwm_sum_kb, clvd_rss_sum_kb; /* summed over the instances */
+    double cpu_clvd, cpu_redis, cpu_bench; /* seconds over the measured window (sums) */
     double cpu_other;                      /* every other process on the machine */
     int nother;
     double other[B_MAX_SECONDS]; /* cores other processes took, per second after the warm-up */
-    int clvd_exit;               /* status at SIGTERM, -1 unknown */
-    /* Redis memory */
+    int clvd_exit;               /* status at SIGTERM, -1 unknown (the first non-zero one) */
+    /* Redis memory (summed over the masters of a cluster) */
     uint64_t mem_base, mem_after, mem_peak;
     uint64_t dbsize, customers_stored, outbox_entries, due_entries;
     uint64_t mem_due, mem_stats, mem_outbox; /* MEMORY USAGE summed over the shards */
@@ -186,6 +194,14 @@ int b_stop(pid_t pid, double grace);
 int b_alive(pid_t pid);
 void b_tail(const char *path, size_t bytes, const char *title);
 
+/* Run a tool to its end (stdout/stderr to `log`); 0 if it exited with 0. */
+int b_run_tool(char *const argv[], const char *log, double timeout, char *err, size_t errlen);
+
+/* SIGINT / SIGTERM make b_interrupted() true (once; a second signal kills
+ * as usual, and the children die with the bench: PR_SET_PDEATHSIG). */
+void b_catch_signals(void);
+int b_interrupted(void);
+
 /* /proc: user+system CPU seconds of a process; a "Vm...:" field in kB. */
 double b_proc_cpu(pid_t pid);
 long b_proc_status_kb(pid_t pid, const char *field);
@@ -193,18 +209,39 @@ double b_self_cpu(void);
 /* CPU seconds all processes spent so far (/proc/stat, busy time). */
 double b_system_busy(void);
 
-struct b_redis {
+struct b_redis_node {
     pid_t pid;
+    int port; /* on 127.0.0.1; its cluster bus is port + 10000 */
+    char log[B_PATHLEN + 32];
+};
+
+struct b_redis {
+    pid_t pid; /* one server; 0 for a cluster */
     char dir[B_PATHLEN];
-    char socket[B_PATHLEN];
-    char log[B_PATHLEN];
+    char socket[B_PATHLEN]; /* one server; "" for a cluster */
+    char log[B_PATHLEN + 32];
+    int masters; /* 0: one server on `socket`; N: a cluster, node[0..N-1] */
+    struct b_redis_node node[B_CLUSTER_MAX];
 };
 
 /* Start redis-server on a unix socket in `dir` (persistence off); returns
  * when it answers PING. */
 int b_redis_start(struct b_redis *r, const char *bin, const char *dir, char *err, size_t errlen);
+/* A Redis Cluster of `masters` redis-servers (cluster-enabled, persistence
+ * off) on free loopback ports whose bus ports are free too, joined with
+ * `redis-cli --cluster create` (no replicas); returns once every master
+ * reports cluster_state:ok, all slots assigned and every master known. */
+int b_redis_cluster_start(struct b_redis *r, const char *server, const char *cli, int masters,
+                          const char *dir, char *err, size_t errlen);
+/* Stops every server (one, or a cluster's masters). */
 void b_redis_stop(struct b_redis *r);
 redisContext *b_redis_connect(const struct b_redis *r, char *err, size_t errlen);
+/* Data nodes: 1 for one server, else the masters; node i's connection / pid. */
+int b_redis_nodes(const struct b_redis *r);
+redisContext *b_redis_connect_node(const struct b_redis *r, int i, char *err, size_t errlen);
+pid_t b_redis_pid(const struct b_redis *r, int i);
+/* CPU seconds of every server, summed. */
+double b_redis_cpu(const struct b_redis *r);
 /* A numeric field of INFO <section>. */
 int b_info_u64(redisContext *c, const char *section, const char *field, uint64_t *out);
 int b_cmdstats_read(redisContext *c, struct b_cmdstats *cs);
@@ -212,6 +249,8 @@ int b_cmdstats_read(redisContext *c, struct b_cmdstats *cs);
 void b_cmdstats_delta(const struct b_cmdstats *before, const struct b_cmdstats *after,
                       struct b_cmdstats *out);
 uint64_t b_cmdstats_calls(const struct b_cmdstats *cs, const char *name);
+/* sum += x, per command (a cluster's masters' commandstats). */
+void b_cmdstats_add(struct b_cmdstats *sum, const struct b_cmdstats *x);
 
 /* A free TCP port on 127.0.0.1 (bound and released). */
 int b_free_port(void);
@@ -221,7 +260,9 @@ int b_http_get(int port, const char *path, struct clv_sbuf *body);
  * (NULL: any); 0 if none. */
 double b_metric(const char *page, const char *name, const char *label);
 int b_metric_has(const char *page, const char *name); /* 1 if any sample of it is there */
-/* A Prometheus histogram read from a page: cumulative counts per bound. */
+/* A Prometheus histogram read from a page: cumulative counts per bound;
+ * a page of several instances' pages put together gives the sum (buckets
+ * of the same bound are added). */
 #define B_HIST_MAX 40
 struct b_hist {
     int n;

@@ -487,8 +487,23 @@ static int mock_start(const struct b_opts *o, rd_kafka_t **host, rd_kafka_mock_c
     return 0;
 }
 
+/* clvd's redis section: the unix socket of one server, or the cluster's masters as seeds. */
+static void redis_yaml(FILE *f, const struct b_redis *redis, int shards)
+{
+    fprintf(f, "redis:\n");
+    if (redis->masters == 0) {
+        fprintf(f, "  unix_socket: \"%s\"\n", redis->socket);
+    } else {
+        fprintf(f, "  cluster: true\n  seeds: [");
+        for (int i = 0; i < redis->masters; i++)
+            fprintf(f, "%s\"127.0.0.1:%d\"", i ? ", " : "", redis->node[i].port);
+        fprintf(f, "]\n");
+    }
+    fprintf(f, "  shards: %d\n", shards);
+}
+
 static int write_config(const struct b_opts *o, const char *path, const char *bootstraps,
-                        const char *socket, int port, char *err, size_t errlen)
+                        const struct b_redis *redis, int port, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "w");
 
@@ -503,10 +518,10 @@ static int write_config(const struct b_opts *o, const char *path, const char *bo
             "  group_id: clvd-bench\n"
             "  properties:\n"
             "    fetch.wait.max.ms: \"%d\"\n"
-            "%s"
-            "redis:\n"
-            "  unix_socket: \"%s\"\n"
-            "  shards: %d\n"
+            "%s",
+            bootstraps, o->fetch_wait_ms, o->clvd_properties);
+    redis_yaml(f, redis, o->shards);
+    fprintf(f,
             "clock:\n"
             "  mode: %s\n"
             "%s"
@@ -514,7 +529,6 @@ static int write_config(const struct b_opts *o, const char *path, const char *bo
             "  listen: \"127.0.0.1:%d\"\n"
             "log:\n"
             "  level: %s\n",
-            bootstraps, o->fetch_wait_ms, o->clvd_properties, socket, o->shards,
             o->time_mode == B_TIME_HISTORY ? "event" : "wall",
             o->time_mode == B_TIME_HISTORY ? "  idle_after: 1s\n" : "", port,
             getenv("CLVD_BENCH_LOG_LEVEL") ? getenv("CLVD_BENCH_LOG_LEVEL") : "info");
@@ -542,6 +556,10 @@ static int wait_ready(int port, pid_t clvd, const char *log, double timeout, cha
         }
         if (b_http_get(port, "/healthz", &body) == 200) {
             rc = 0;
+            goto out;
+        }
+        if (b_interrupted()) {
+            clv_seterr(err, errlen, "interrupted");
             goto out;
         }
         b_sleep(0.1);
@@ -586,63 +604,134 @@ static void perf_stop(pid_t perf)
 
 /* ---- measuring Redis ---------------------------------------------------------------- */
 
-static uint64_t shard_sum(redisContext *c, const char *cmd, int shards, int outbox)
+/* One connection per data node: one server, or every master of a cluster.
+ * A keyed command sent to every node is answered by its key's master; the
+ * others answer MOVED, which is skipped, so sums over the nodes are the
+ * cluster's. */
+struct rnodes {
+    int n;
+    redisContext *c[B_CLUSTER_MAX];
+};
+
+static int rnodes_connect(struct rnodes *rn, const struct b_redis *r, char *err, size_t errlen)
 {
-    char key[CLV_KEY_MAX];
+    for (rn->n = 0; rn->n < b_redis_nodes(r); rn->n++) {
+        rn->c[rn->n] = b_redis_connect_node(r, rn->n, err, errlen);
+        if (rn->c[rn->n] == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static void rnodes_free(struct rnodes *rn)
+{
+    for (int i = 0; i < rn->n; i++)
+        if (rn->c[i])
+            redisFree(rn->c[i]);
+    rn->n = 0;
+}
+
+/* A numeric INFO field, summed over the nodes. */
+static uint64_t info_sum(const struct rnodes *rn, const char *section, const char *field)
+{
     uint64_t sum = 0;
 
-    for (int s = 0; s < shards; s++) {
-        if (outbox)
-            keys_outbox(key, KEY_PREFIX, (uint32_t)s);
-        else
-            keys_due(key, KEY_PREFIX, (uint32_t)s);
-        redisAppendCommand(c, "%s %s", cmd, key);
+    for (int i = 0; i < rn->n; i++) {
+        uint64_t v = 0;
+        if (b_info_u64(rn->c[i], section, field, &v) == 0)
+            sum += v;
     }
-    for (int s = 0; s < shards; s++) {
+    return sum;
+}
+
+static void cmdstats_sum(const struct rnodes *rn, struct b_cmdstats *cs)
+{
+    struct b_cmdstats one;
+
+    memset(cs, 0, sizeof(*cs));
+    for (int i = 0; i < rn->n; i++)
+        if (b_cmdstats_read(rn->c[i], &one) == 0)
+            b_cmdstats_add(cs, &one);
+}
+
+/* The integer replies to `count` pipelined commands, summed (errors skipped). */
+static uint64_t integer_replies(redisContext *c, int count)
+{
+    uint64_t sum = 0;
+
+    for (int i = 0; i < count; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK)
             break;
         if (r->type == REDIS_REPLY_INTEGER)
             sum += (uint64_t)r->integer;
         freeReplyObject(r);
+    }
+    return sum;
+}
+
+static uint64_t shard_sum(const struct rnodes *rn, const char *cmd, int shards, int outbox)
+{
+    char key[CLV_KEY_MAX];
+    uint64_t sum = 0;
+
+    for (int i = 0; i < rn->n; i++) {
+        for (int s = 0; s < shards; s++) {
+            if (outbox)
+                keys_outbox(key, KEY_PREFIX, (uint32_t)s);
+            else
+                keys_due(key, KEY_PREFIX, (uint32_t)s);
+            redisAppendCommand(rn->c[i], "%s %s", cmd, key);
+        }
+        sum += integer_replies(rn->c[i], shards);
     }
     return sum;
 }
 
 /* MEMORY USAGE of one kind of shard key, summed over the shards. */
-static uint64_t shard_memory(redisContext *c, int shards,
+static uint64_t shard_memory(const struct rnodes *rn, int shards,
                              size_t (*key)(char *, const char *, uint32_t))
 {
     char k[CLV_KEY_MAX];
     uint64_t sum = 0;
 
-    for (int s = 0; s < shards; s++) {
-        key(k, KEY_PREFIX, (uint32_t)s);
-        redisAppendCommand(c, "MEMORY USAGE %s SAMPLES 0", k);
-    }
-    for (int s = 0; s < shards; s++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK)
-            break;
-        if (r->type == REDIS_REPLY_INTEGER)
-            sum += (uint64_t)r->integer;
-        freeReplyObject(r);
+    for (int i = 0; i < rn->n; i++) {
+        for (int s = 0; s < shards; s++) {
+            key(k, KEY_PREFIX, (uint32_t)s);
+            redisAppendCommand(rn->c[i], "MEMORY USAGE %s SAMPLES 0", k);
+        }
+        sum += integer_replies(rn->c[i], shards);
     }
     return sum;
 }
 
-/* Count the customer keys (SCAN) and look closely at a sample of them. */
-static void measure_states(redisContext *c, struct b_phase *ph)
+static uint64_t dbsize_sum(const struct rnodes *rn)
 {
-    char **sample = calloc(SAMPLE_KEYS, sizeof(char *));
-    struct clv_customer *cu = malloc(sizeof(*cu));
+    uint64_t sum = 0;
+
+    for (int i = 0; i < rn->n; i++) {
+        redisReply *r = redisCommand(rn->c[i], "DBSIZE");
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            sum += (uint64_t)r->integer;
+        if (r)
+            freeReplyObject(r);
+    }
+    return sum;
+}
+
+/* Sums over the sampled states. */
+struct state_sample {
+    size_t n;
+    double len, mem, npd, ndd, nmk;
+    uint64_t decoded;
+};
+
+/* Count a node's customer keys (SCAN); keep up to `quota` names in `sample`. */
+static size_t scan_customers(redisContext *c, char **sample, size_t quota, struct b_phase *ph)
+{
     unsigned long long cursor = 0;
     size_t ns = 0;
-    double len = 0, mem = 0, npd = 0, ndd = 0, nmk = 0;
-    uint64_t decoded = 0;
 
-    if (sample == NULL || cu == NULL)
-        goto out;
     do {
         redisReply *r =
             redisCommand(c, "SCAN %llu MATCH %s COUNT 2000", cursor, KEY_PREFIX "{s*}:c:*");
@@ -653,10 +742,17 @@ static void measure_states(redisContext *c, struct b_phase *ph)
         }
         cursor = strtoull(r->element[0]->str, NULL, 10);
         ph->customers_stored += r->element[1]->elements;
-        for (size_t i = 0; i < r->element[1]->elements && ns < SAMPLE_KEYS; i++)
+        for (size_t i = 0; i < r->element[1]->elements && ns < quota; i++)
             sample[ns++] = strdup(r->element[1]->element[i]->str);
         freeReplyObject(r);
     } while (cursor != 0);
+    return ns;
+}
+
+/* GET and MEMORY USAGE of the sampled keys, decoded. */
+static void sample_states(redisContext *c, char **sample, size_t ns, struct clv_customer *cu,
+                          struct state_sample *a)
+{
     for (size_t i = 0; i < ns; i++) {
         redisAppendCommand(c, "GET %s", sample[i]);
         redisAppendCommand(c, "MEMORY USAGE %s SAMPLES 0", sample[i]);
@@ -666,34 +762,48 @@ static void measure_states(redisContext *c, struct b_phase *ph)
         char err[128];
         if (redisGetReply(c, (void **)&g) != REDIS_OK || redisGetReply(c, (void **)&m) != REDIS_OK)
             break;
+        a->n++;
         if (g->type == REDIS_REPLY_STRING) {
-            len += (double)g->len;
+            a->len += (double)g->len;
             if (customer_decode(cu, (const unsigned char *)g->str, g->len, err, sizeof(err)) == 0) {
-                npd += cu->npdays;
-                ndd += cu->ndedupe;
-                nmk += cu->nmarks;
-                decoded++;
+                a->npd += cu->npdays;
+                a->ndd += cu->ndedupe;
+                a->nmk += cu->nmarks;
+                a->decoded++;
             }
         }
         if (m->type == REDIS_REPLY_INTEGER)
-            mem += (double)m->integer;
+            a->mem += (double)m->integer;
         freeReplyObject(g);
         freeReplyObject(m);
     }
-    ph->sampled = ns;
-    if (ns) {
-        ph->state_len_avg = len / (double)ns;
-        ph->state_mem_avg = mem / (double)ns;
-    }
-    if (decoded) {
-        ph->npdays_avg = npd / (double)decoded;
-        ph->ndedupe_avg = ndd / (double)decoded;
-        ph->nmarks_avg = nmk / (double)decoded;
-    }
-out:
-    if (sample)
+}
+
+/* Count the customer keys (SCAN, every node) and look closely at a sample
+ * of them (an equal share per node). */
+static void measure_states(const struct rnodes *rn, struct b_phase *ph)
+{
+    char **sample = calloc(SAMPLE_KEYS, sizeof(char *));
+    struct clv_customer *cu = malloc(sizeof(*cu));
+    struct state_sample a;
+
+    memset(&a, 0, sizeof(a));
+    for (int k = 0; k < rn->n && sample && cu; k++) {
+        size_t ns = scan_customers(rn->c[k], sample, (SAMPLE_KEYS + rn->n - 1) / rn->n, ph);
+        sample_states(rn->c[k], sample, ns, cu, &a);
         for (size_t i = 0; i < ns; i++)
             free(sample[i]);
+    }
+    ph->sampled = a.n;
+    if (a.n) {
+        ph->state_len_avg = a.len / (double)a.n;
+        ph->state_mem_avg = a.mem / (double)a.n;
+    }
+    if (a.decoded) {
+        ph->npdays_avg = a.npd / (double)a.decoded;
+        ph->ndedupe_avg = a.ndd / (double)a.decoded;
+        ph->nmarks_avg = a.nmk / (double)a.decoded;
+    }
     free(sample);
     free(cu);
 }
@@ -792,21 +902,135 @@ static int stream_long_enough(struct loadgen_params *lp, uint64_t events, double
     return 0;
 }
 
+/* ---- the clvd instances --------------------------------------------------------------- */
+
+/* --instances: processes with the same config (group clvd-bench), each its
+ * own metrics port, config file and log. */
+struct clvds {
+    int n;
+    pid_t pid[B_MAX_INSTANCES];
+    int port[B_MAX_INSTANCES];
+    char cfg[B_MAX_INSTANCES][B_PATHLEN + 16];
+    char log[B_MAX_INSTANCES][B_PATHLEN + 16];
+};
+
+static int clvds_start(struct clvds *cv, const struct b_opts *o, const char *dir,
+                       const char *bootstraps, const struct b_redis *redis, char *err,
+                       size_t errlen)
+{
+    for (cv->n = 0; cv->n < o->instances; cv->n++) {
+        int i = cv->n;
+        char *argv[] = {(char *)o->clvd, "-c", cv->cfg[i], NULL};
+        if (i == 0) {
+            snprintf(cv->cfg[i], sizeof(cv->cfg[i]), "%s/clvd.yaml", dir);
+            snprintf(cv->log[i], sizeof(cv->log[i]), "%s/clvd.log", dir);
+        } else {
+            snprintf(cv->cfg[i], sizeof(cv->cfg[i]), "%s/clvd-%d.yaml", dir, i + 1);
+            snprintf(cv->log[i], sizeof(cv->log[i]), "%s/clvd-%d.log", dir, i + 1);
+        }
+        cv->port[i] = b_free_port();
+        if (cv->port[i] <= 0) {
+            clv_seterr(err, errlen, "no free loopback port for clvd's metrics");
+            return -1;
+        }
+        if (write_config(o, cv->cfg[i], bootstraps, redis, cv->port[i], err, errlen) != 0 ||
+            b_spawn(argv, cv->log[i], &cv->pid[i], err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* -1 (with its log's tail) if an instance has exited. */
+static int clvds_check(struct clvds *cv, char *err, size_t errlen)
+{
+    for (int i = 0; i < cv->n; i++)
+        if (!b_alive(cv->pid[i])) {
+            cv->pid[i] = 0;
+            b_tail(cv->log[i], 3000, "clvd log");
+            clv_seterr(err, errlen, "clvd exited during the run (log: %s)", cv->log[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static double clvds_cpu(const struct clvds *cv)
+{
+    double sum = 0;
+
+    for (int i = 0; i < cv->n; i++) {
+        double c = b_proc_cpu(cv->pid[i]);
+        sum += c > 0 ? c : 0;
+    }
+    return sum;
+}
+
+/* Peak and current RSS (the largest instance's, and the sum), then SIGTERM. */
+static void clvds_stop(struct clvds *cv, struct b_phase *ph)
+{
+    for (int i = 0; i < cv->n; i++) {
+        long hwm, rss;
+        if (cv->pid[i] <= 0)
+            continue;
+        hwm = b_proc_status_kb(cv->pid[i], "VmHWM:");
+        rss = b_proc_status_kb(cv->pid[i], "VmRSS:");
+        ph->clvd_hwm_kb = hwm > ph->clvd_hwm_kb ? hwm : ph->clvd_hwm_kb;
+        ph->clvd_rss_kb = rss > ph->clvd_rss_kb ? rss : ph->clvd_rss_kb;
+        ph->clvd_hwm_sum_kb += hwm > 0 ? hwm : 0;
+        ph->clvd_rss_sum_kb += rss > 0 ? rss : 0;
+        kill(cv->pid[i], SIGTERM); /* all at once: no rebalance on the way out */
+    }
+    for (int i = 0; i < cv->n; i++) {
+        int code;
+        if (cv->pid[i] <= 0)
+            continue;
+        code = b_stop(cv->pid[i], 15);
+        if (ph->clvd_exit <= 0)
+            ph->clvd_exit = code;
+        cv->pid[i] = 0;
+    }
+}
+
 /* ---- the run -------------------------------------------------------------------------- */
 
 struct scrape {
     uint64_t consumed[B_NINPUT], consumed_total, applied, duplicates, rejected, conflicts;
     uint64_t out_produced, out_delivered, commands, round_trips;
-    int has_updates;  /* clvd exports its successful compare-and-sets */
-    uint64_t updates; /* clvd_customer_updates_total, when it does */
-    uint64_t calls;   /* clvd_apply_calls_total: apply.lua calls (0 if not exported) */
+    int has_updates;             /* clvd exports its successful compare-and-sets */
+    uint64_t updates;            /* clvd_customer_updates_total, when it does */
+    uint64_t calls;              /* clvd_apply_calls_total: apply.lua calls (0 if not exported) */
+    uint64_t assigned, redis_up; /* partitions assigned, instances connected to Redis */
 };
 
-static int scrape(int port, struct clv_sbuf *page, struct scrape *s)
+/* Every instance's /metrics page, one after the other in `page`: a counter
+ * read from it (b_metric sums every sample) is the sum over the instances. */
+static int fetch_pages(const struct clvds *cv, struct clv_sbuf *page)
+{
+    struct clv_sbuf one;
+    int rc = 0;
+
+    if (cv->n == 1)
+        return b_http_get(cv->port[0], "/metrics", page) == 200 && page->len > 0 ? 0 : -1;
+    sbuf_init(&one);
+    sbuf_reset(page);
+    for (int i = 0; i < cv->n && rc == 0; i++) {
+        if (b_http_get(cv->port[i], "/metrics", &one) != 200 || one.len == 0)
+            rc = -1;
+        else {
+            sbuf_append(page, one.buf, one.len);
+            sbuf_append(page, "\n", 1);
+        }
+    }
+    sbuf_append(page, "", 1);
+    page->len--; /* NUL-terminated, as b_http_get leaves it */
+    sbuf_free(&one);
+    return rc;
+}
+
+static int scrape(const struct clvds *cv, struct clv_sbuf *page, struct scrape *s)
 {
     char label[64];
 
-    if (b_http_get(port, "/metrics", page) != 200 || page->len == 0)
+    if (fetch_pages(cv, page) != 0)
         return -1;
     memset(s, 0, sizeof(*s));
     for (int t = 0; t < B_NINPUT; t++) {
@@ -825,7 +1049,45 @@ static int scrape(int port, struct clv_sbuf *page, struct scrape *s)
     s->has_updates = b_metric_has(page->buf, UPDATES_METRIC);
     s->updates = (uint64_t)b_metric(page->buf, UPDATES_METRIC, NULL);
     s->calls = (uint64_t)b_metric(page->buf, CALLS_METRIC, NULL);
+    s->assigned = (uint64_t)b_metric(page->buf, "clvd_kafka_assigned_partitions", NULL);
+    s->redis_up = (uint64_t)b_metric(page->buf, "clvd_redis_up", NULL);
     return 0;
+}
+
+/* One instance: healthy (/healthz: assigned and Redis up).  More: the group
+ * has settled, every input partition assigned once over the instances (one
+ * may have none) and every instance connected to Redis, on two pages a
+ * second apart (clvd publishes once a second). */
+static int wait_group(struct clvds *cv, int partitions, double timeout, char *err, size_t errlen)
+{
+    double deadline = b_mono() + timeout;
+    struct clv_sbuf page;
+    struct scrape s;
+    int stable = 0, rc = -1;
+
+    if (cv->n == 1)
+        return wait_ready(cv->port[0], cv->pid[0], cv->log[0], timeout, err, errlen);
+    sbuf_init(&page);
+    while (b_mono() < deadline && !b_interrupted()) {
+        if (clvds_check(cv, err, errlen) != 0)
+            goto out;
+        if (scrape(cv, &page, &s) == 0 && s.assigned == (uint64_t)(B_NINPUT * partitions) &&
+            s.redis_up == (uint64_t)cv->n)
+            stable++;
+        else
+            stable = 0;
+        if (stable == 2) {
+            rc = 0;
+            goto out;
+        }
+        b_sleep(1.1);
+    }
+    clv_seterr(err, errlen, "%s",
+               b_interrupted() ? "interrupted"
+                               : "the clvd instances' consumer group did not settle in time");
+out:
+    sbuf_free(&page);
+    return rc;
 }
 
 static uint64_t produced_total(struct prod *p)
@@ -837,22 +1099,32 @@ static uint64_t produced_total(struct prod *p)
     return n;
 }
 
+static int redis_start(const struct b_opts *o, const char *dir, struct b_redis *redis, char *err,
+                       size_t errlen)
+{
+    if (o->redis_masters > 0)
+        return b_redis_cluster_start(redis, o->redis_server, o->redis_cli, o->redis_masters, dir,
+                                     err, errlen);
+    return b_redis_start(redis, o->redis_server, dir, err, errlen);
+}
+
 int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64_t events,
                 int partitions, const char *perf, struct b_phase *ph, char *err, size_t errlen)
 {
     struct b_opts local = *opts;
     const struct b_opts *o = &local;
-    char dir[B_PATHLEN] = "", cfg[B_PATHLEN + 16], log[B_PATHLEN + 16], bootstraps[256];
+    char dir[B_PATHLEN] = "", bootstraps[256];
     struct b_redis redis;
-    redisContext *rc = NULL;
+    struct rnodes rn;
+    struct clvds *cv = calloc(1, sizeof(*cv));
     rd_kafka_t *host = NULL, *out_rk = NULL;
     rd_kafka_mock_cluster_t *mc = NULL;
     struct prod *pr = calloc(1, sizeof(*pr));
     struct outc *oc = calloc(1, sizeof(*oc));
     struct loadgen_params lp;
     pthread_t prod_thread, out_thread;
-    int prod_running = 0, out_running = 0, port, status = -1;
-    pid_t clvd = 0, perf_pid = 0, perf_redis = 0;
+    int prod_running = 0, out_running = 0, status = -1;
+    pid_t perf_pid = 0, perf_redis = 0;
     char perf_redis_path[B_PATHLEN + 16];
     struct clv_sbuf page, page_warm;
     struct scrape s0, s;
@@ -865,23 +1137,24 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
 
     local.partitions = partitions;
     memset(&redis, 0, sizeof(redis));
+    memset(&rn, 0, sizeof(rn));
     memset(ph, 0, sizeof(*ph));
     memset(&s0, 0, sizeof(s0));
     memset(&s, 0, sizeof(s));
     ph->name = name;
     ph->rate_target = rate;
     ph->partitions = partitions;
+    ph->instances = o->instances;
+    ph->redis_masters = o->redis_masters;
     ph->clvd_exit = -1;
     sbuf_init(&page);
     sbuf_init(&page_warm);
-    if (pr == NULL || oc == NULL) {
+    if (pr == NULL || oc == NULL || cv == NULL) {
         clv_seterr(err, errlen, "out of memory");
         goto out;
     }
     if (b_tmpdir(o->workdir, dir, sizeof(dir), err, errlen) != 0)
         goto out;
-    snprintf(cfg, sizeof(cfg), "%s/clvd.yaml", dir);
-    snprintf(log, sizeof(log), "%s/clvd.log", dir);
 
     /* the workload */
     loadgen_params_default(&lp);
@@ -906,26 +1179,12 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     pr->limit = events ? events : UINT64_MAX;
 
     /* Redis, Kafka, clvd */
-    if (b_redis_start(&redis, o->redis_server, dir, err, errlen) != 0)
-        goto out;
-    rc = b_redis_connect(&redis, err, errlen);
-    if (rc == NULL)
+    if (redis_start(o, dir, &redis, err, errlen) != 0 || rnodes_connect(&rn, &redis, err, errlen))
         goto out;
     if (mock_start(o, &host, &mc, bootstraps, sizeof(bootstraps), err, errlen) != 0)
         goto out;
-    port = b_free_port();
-    if (port <= 0) {
-        clv_seterr(err, errlen, "no free loopback port for clvd's metrics");
-        goto out;
-    }
-    if (write_config(o, cfg, bootstraps, redis.socket, port, err, errlen) != 0)
-        goto out;
-    {
-        char *argv[] = {(char *)o->clvd, "-c", cfg, NULL};
-        if (b_spawn(argv, log, &clvd, err, errlen) != 0)
-            goto out;
-    }
-    if (wait_ready(port, clvd, log, 60, err, errlen) != 0)
+    if (clvds_start(cv, o, dir, bootstraps, &redis, err, errlen) != 0 ||
+        wait_group(cv, o->partitions, 60, err, errlen) != 0)
         goto out;
 
     /* the output reader, then the baselines */
@@ -952,21 +1211,22 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     if (pr->rk == NULL)
         goto out;
     b_sleep(1.5); /* clvd publishes /metrics once a second: a settled baseline */
-    if (scrape(port, &page, &s0) != 0) {
-        clv_seterr(err, errlen, "cannot read clvd's /metrics on port %d", port);
+    if (scrape(cv, &page, &s0) != 0) {
+        clv_seterr(err, errlen, "cannot read clvd's /metrics on port %d", cv->port[0]);
         goto out;
     }
-    b_info_u64(rc, "memory", "used_memory", &ph->mem_base);
-    b_info_u64(rc, "stats", "total_commands_processed", &total_cmds0);
-    b_cmdstats_read(rc, &cs0);
+    ph->mem_base = info_sum(&rn, "memory", "used_memory");
+    total_cmds0 = info_sum(&rn, "stats", "total_commands_processed");
+    cmdstats_sum(&rn, &cs0);
     s = s0;
-    cpu_clvd0 = b_proc_cpu(clvd);
-    cpu_redis0 = b_proc_cpu(redis.pid);
+    cpu_clvd0 = clvds_cpu(cv);
+    cpu_redis0 = b_redis_cpu(&redis);
     cpu_self0 = b_self_cpu();
     if (perf) {
+        /* the first instance and the first Redis node */
         snprintf(perf_redis_path, sizeof(perf_redis_path), "%s.redis", perf);
-        perf_pid = perf_start(perf, clvd);
-        perf_redis = perf_start(perf_redis_path, redis.pid);
+        perf_pid = perf_start(perf, cv->pid[0]);
+        perf_redis = perf_start(perf_redis_path, b_redis_pid(&redis, 0));
     }
 
     /* go */
@@ -980,24 +1240,23 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     prod_running = 1;
     last_progress = b_mono();
     load_next = oc->from_ms + 1000;
-    load_prev = b_system_busy() - b_proc_cpu(clvd) - b_proc_cpu(redis.pid) - b_self_cpu();
+    load_prev = b_system_busy() - clvds_cpu(cv) - b_redis_cpu(&redis) - b_self_cpu();
     for (;;) {
         double now = b_mono();
         if (clv_now_ms() >= load_next && ph->nother < B_MAX_SECONDS) {
             /* what the rest of the machine took, second by second */
-            double others =
-                b_system_busy() - b_proc_cpu(clvd) - b_proc_cpu(redis.pid) - b_self_cpu();
+            double others = b_system_busy() - clvds_cpu(cv) - b_redis_cpu(&redis) - b_self_cpu();
             ph->other[ph->nother++] = others - load_prev > 0 ? others - load_prev : 0;
             load_prev = others;
             load_next += 1000;
         }
-        if (!b_alive(clvd)) {
-            clvd = 0;
-            b_tail(log, 3000, "clvd log");
-            clv_seterr(err, errlen, "clvd exited during the run (log: %s)", log);
+        if (clvds_check(cv, err, errlen) != 0)
+            goto out;
+        if (b_interrupted()) {
+            clv_seterr(err, errlen, "interrupted");
             goto out;
         }
-        if (now >= next_scrape && scrape(port, &page, &s) == 0) {
+        if (now >= next_scrape && scrape(cv, &page, &s) == 0) {
             /* keep the first page clvd published after the warm-up */
             if (page_warm.len == 0 && clv_now_ms() >= oc->from_ms + 1100)
                 sbuf_append(&page_warm, page.buf, page.len + 1);
@@ -1024,7 +1283,7 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
         if (atomic_load(&pr->done) && atomic_load(&oc->sentinels) == oc->nsentinels)
             break;
         if (now - last_progress > STALL_SECONDS) {
-            b_tail(log, 3000, "clvd log");
+            b_tail(cv->log[0], 3000, "clvd log");
             clv_seterr(err, errlen, "no progress for %.0f s (applied %llu of %llu produced)",
                        STALL_SECONDS, (unsigned long long)(s.applied - s0.applied),
                        (unsigned long long)produced_total(pr));
@@ -1033,8 +1292,8 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
         b_sleep(0.01);
     }
     /* the measured window ends with the last end marker */
-    ph->cpu_clvd = b_proc_cpu(clvd) - cpu_clvd0;
-    ph->cpu_redis = b_proc_cpu(redis.pid) - cpu_redis0;
+    ph->cpu_clvd = clvds_cpu(cv) - cpu_clvd0;
+    ph->cpu_redis = b_redis_cpu(&redis) - cpu_redis0;
     ph->cpu_bench = b_self_cpu() - cpu_self0;
     ph->cpu_other = b_system_busy() - sys0 - ph->cpu_clvd - ph->cpu_redis - ph->cpu_bench;
     if (ph->cpu_other < 0)
@@ -1055,24 +1314,24 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     ph->lat.input_p99 = dr_quantile(pr, 0.99);
     ph->window = pr->window;
 
-    /* let clvd finish: counters, deliveries, outbox trims */
+    /* let clvd finish: counters (summed over the instances), deliveries, outbox trims */
     deadline = b_mono() + 30;
-    while (b_mono() < deadline) {
+    while (b_mono() < deadline && !b_interrupted()) {
         uint64_t recv = 0;
         for (int t = 0; t < B_NOUTPUT; t++)
             recv += atomic_load(&oc->received[t]);
-        if (scrape(port, &page, &s) == 0 &&
+        if (scrape(cv, &page, &s) == 0 &&
             s.applied + s.duplicates + s.rejected - s0.applied - s0.duplicates - s0.rejected >=
                 produced &&
             s.out_delivered == s.out_produced && recv >= s.out_delivered - s0.out_delivered &&
-            shard_sum(rc, "HLEN", o->shards, 1) == 0)
+            shard_sum(&rn, "HLEN", o->shards, 1) == 0)
             break;
         b_sleep(0.25);
     }
     b_sleep(1.2); /* one more page: the settled counters */
-    scrape(port, &page, &s);
-    b_info_u64(rc, "stats", "total_commands_processed", &total_cmds1);
-    b_cmdstats_read(rc, &cs1);
+    scrape(cv, &page, &s);
+    total_cmds1 = info_sum(&rn, "stats", "total_commands_processed");
+    cmdstats_sum(&rn, &cs1);
     b_cmdstats_delta(&cs0, &cs1, &ph->cmds);
     ph->server_commands = total_cmds1 - total_cmds0;
     ph->consumed = s.consumed_total - s0.consumed_total;
@@ -1097,30 +1356,21 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     ph->events_per_update = ph->apply_calls ? (double)ph->applied / (double)ph->apply_calls : 0;
 
     /* memory */
-    b_info_u64(rc, "memory", "used_memory", &ph->mem_after);
-    b_info_u64(rc, "memory", "used_memory_peak", &ph->mem_peak);
-    {
-        redisReply *r = redisCommand(rc, "DBSIZE");
-        if (r && r->type == REDIS_REPLY_INTEGER)
-            ph->dbsize = (uint64_t)r->integer;
-        if (r)
-            freeReplyObject(r);
-    }
-    ph->outbox_entries = shard_sum(rc, "HLEN", o->shards, 1);
-    ph->due_entries = shard_sum(rc, "ZCARD", o->shards, 0);
-    measure_states(rc, ph);
-    ph->mem_due = shard_memory(rc, o->shards, keys_due);
-    ph->mem_stats = shard_memory(rc, o->shards, keys_stats);
-    ph->mem_outbox = shard_memory(rc, o->shards, keys_outbox);
+    ph->mem_after = info_sum(&rn, "memory", "used_memory");
+    ph->mem_peak = info_sum(&rn, "memory", "used_memory_peak");
+    ph->dbsize = dbsize_sum(&rn);
+    ph->outbox_entries = shard_sum(&rn, "HLEN", o->shards, 1);
+    ph->due_entries = shard_sum(&rn, "ZCARD", o->shards, 0);
+    measure_states(&rn, ph);
+    ph->mem_due = shard_memory(&rn, o->shards, keys_due);
+    ph->mem_stats = shard_memory(&rn, o->shards, keys_stats);
+    ph->mem_outbox = shard_memory(&rn, o->shards, keys_outbox);
     ph->bytes_per_customer =
         ph->customers_stored ? (double)(ph->mem_after - ph->mem_base) / (double)ph->customers_stored
                              : 0;
 
     /* clvd's memory, then stop it */
-    ph->clvd_hwm_kb = b_proc_status_kb(clvd, "VmHWM:");
-    ph->clvd_rss_kb = b_proc_status_kb(clvd, "VmRSS:");
-    ph->clvd_exit = b_stop(clvd, 15);
-    clvd = 0;
+    clvds_stop(cv, ph);
 
     atomic_store(&oc->stop, 1);
     pthread_join(out_thread, NULL);
@@ -1148,10 +1398,8 @@ out:
         atomic_store(&oc->stop, 1);
         pthread_join(out_thread, NULL);
     }
-    if (clvd > 0) {
-        ph->clvd_hwm_kb = ph->clvd_hwm_kb ? ph->clvd_hwm_kb : b_proc_status_kb(clvd, "VmHWM:");
-        ph->clvd_exit = b_stop(clvd, 15);
-    }
+    if (cv)
+        clvds_stop(cv, ph);
     if (out_rk) {
         rd_kafka_consumer_close(out_rk);
         rd_kafka_destroy(out_rk);
@@ -1162,8 +1410,7 @@ out:
         rd_kafka_mock_cluster_destroy(mc);
     if (host)
         rd_kafka_destroy(host);
-    if (rc)
-        redisFree(rc);
+    rnodes_free(&rn);
     b_redis_stop(&redis);
     if (pr && pr->lg)
         loadgen_free(pr->lg);
@@ -1177,6 +1424,7 @@ out:
     }
     free(pr);
     free(oc);
+    free(cv);
     sbuf_free(&page);
     sbuf_free(&page_warm);
     if (dir[0]) {

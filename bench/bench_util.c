@@ -188,6 +188,57 @@ int b_stop(pid_t pid, double grace)
     return -1;
 }
 
+int b_run_tool(char *const argv[], const char *log, double timeout, char *err, size_t errlen)
+{
+    double deadline = b_mono() + timeout;
+    int status;
+    pid_t pid, w;
+
+    if (b_spawn(argv, log, &pid, err, errlen) != 0)
+        return -1;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && b_mono() < deadline)
+        b_sleep(0.05);
+    if (w == 0) {
+        b_stop(pid, 1);
+        clv_seterr(err, errlen, "%s %s did not finish within %.0f s (log: %s)", argv[0],
+                   argv[1] ? argv[1] : "", timeout, log ? log : "-");
+        return -1;
+    }
+    if (w == pid && exit_code(status) == 0)
+        return 0;
+    if (log)
+        b_tail(log, 2000, argv[0]);
+    clv_seterr(err, errlen, "%s %s failed (exit %d; log: %s)", argv[0], argv[1] ? argv[1] : "",
+               w == pid ? exit_code(status) : -1, log ? log : "-");
+    return -1;
+}
+
+/* The one piece of global state: set by a signal handler. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void b_catch_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal: the default action */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int b_interrupted(void)
+{
+    return interrupted != 0;
+}
+
 double b_proc_cpu(pid_t pid)
 {
     char path[64], buf[2048], *p;
@@ -334,6 +385,273 @@ void b_redis_stop(struct b_redis *r)
     if (r->pid > 0)
         b_stop(r->pid, 5);
     r->pid = 0;
+    for (int i = 0; i < B_CLUSTER_MAX; i++) {
+        if (r->node[i].pid > 0)
+            b_stop(r->node[i].pid, 5);
+        r->node[i].pid = 0;
+    }
+}
+
+int b_redis_nodes(const struct b_redis *r)
+{
+    return r->masters > 0 ? r->masters : 1;
+}
+
+pid_t b_redis_pid(const struct b_redis *r, int i)
+{
+    if (r->masters > 0)
+        return i >= 0 && i < r->masters ? r->node[i].pid : 0;
+    return i == 0 ? r->pid : 0;
+}
+
+double b_redis_cpu(const struct b_redis *r)
+{
+    double sum = 0;
+
+    for (int i = 0; i < b_redis_nodes(r); i++) {
+        double c = b_proc_cpu(b_redis_pid(r, i));
+        sum += c > 0 ? c : 0;
+    }
+    return sum;
+}
+
+static redisContext *tcp_connect(int port, char *err, size_t errlen)
+{
+    struct timeval tv = {10, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+    if (c == NULL || c->err) {
+        clv_seterr(err, errlen, "redis connect 127.0.0.1:%d: %s", port,
+                   c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+redisContext *b_redis_connect_node(const struct b_redis *r, int i, char *err, size_t errlen)
+{
+    if (r->masters > 0) {
+        if (i < 0 || i >= r->masters) {
+            clv_seterr(err, errlen, "no master %d", i);
+            return NULL;
+        }
+        return tcp_connect(r->node[i].port, err, errlen);
+    }
+    if (i != 0) {
+        clv_seterr(err, errlen, "no redis node %d", i);
+        return NULL;
+    }
+    return b_redis_connect(r, err, errlen);
+}
+
+/* ---- Redis Cluster (the approach of tests/integration/harness.c) ------------------------ */
+
+/* Nobody listens on 127.0.0.1:port now (a race remains: the start is
+ * retried on other ports if a server cannot bind). */
+static int port_free(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* n consecutive free ports in 20000..40000 whose bus ports (+10000) are free too. */
+static int pick_ports(int n, int *base)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)(b_wall_us() & 0xffffffff);
+
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int p = 20000 + (int)(rand_r(&seed) % (unsigned)(20000 - n)), ok = 1;
+        for (int i = 0; i < n && ok; i++)
+            ok = port_free(p + i) && port_free(p + i + 10000);
+        if (ok) {
+            *base = p;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* One command's reply on master i (caller frees), or NULL. */
+static redisReply *node_command(const struct b_redis *r, int i, const char *cmd)
+{
+    redisContext *c = b_redis_connect_node(r, i, NULL, 0);
+    redisReply *rep;
+
+    if (c == NULL)
+        return NULL;
+    rep = redisCommand(c, cmd);
+    redisFree(c);
+    return rep;
+}
+
+static int node_spawn(struct b_redis *r, int i, const char *bin, char *err, size_t errlen)
+{
+    char port[16], conf[64], *argv[24];
+    int n = 0;
+    double deadline = b_mono() + 10;
+
+    snprintf(port, sizeof(port), "%d", r->node[i].port);
+    snprintf(conf, sizeof(conf), "nodes-%d.conf", r->node[i].port);
+    snprintf(r->node[i].log, sizeof(r->node[i].log), "%s/redis-%d.log", r->dir, r->node[i].port);
+    argv[n++] = (char *)bin;
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--cluster-enabled";
+    argv[n++] = "yes";
+    argv[n++] = "--cluster-config-file";
+    argv[n++] = conf;
+    argv[n++] = "--cluster-node-timeout";
+    argv[n++] = "5000";
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--appendonly";
+    argv[n++] = "no";
+    argv[n++] = "--dir";
+    argv[n++] = r->dir;
+    argv[n++] = "--logfile";
+    argv[n++] = r->node[i].log;
+    argv[n++] = "--daemonize";
+    argv[n++] = "no";
+    argv[n] = NULL;
+    if (b_spawn(argv, NULL, &r->node[i].pid, err, errlen) != 0)
+        return -1;
+    while (b_mono() < deadline) {
+        redisReply *rep = node_command(r, i, "PING");
+        int ok = rep && rep->type == REDIS_REPLY_STATUS;
+        if (rep)
+            freeReplyObject(rep);
+        if (ok)
+            return 0;
+        if (!b_alive(r->node[i].pid)) {
+            r->node[i].pid = 0;
+            clv_seterr(err, errlen, "redis-server on port %d exited at start (log: %s)",
+                       r->node[i].port, r->node[i].log);
+            return -1;
+        }
+        b_sleep(0.02);
+    }
+    clv_seterr(err, errlen, "redis-server on port %d did not answer PING within 10 s",
+               r->node[i].port);
+    return -1;
+}
+
+static int cluster_create(struct b_redis *r, const char *cli, char *err, size_t errlen)
+{
+    char addr[B_CLUSTER_MAX][32], log[B_PATHLEN + 32];
+    char *argv[B_CLUSTER_MAX + 8];
+    int argc = 0;
+
+    argv[argc++] = (char *)cli;
+    argv[argc++] = "--cluster";
+    argv[argc++] = "create";
+    for (int i = 0; i < r->masters; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", r->node[i].port);
+        argv[argc++] = addr[i];
+    }
+    argv[argc++] = "--cluster-replicas";
+    argv[argc++] = "0";
+    argv[argc++] = "--cluster-yes";
+    argv[argc] = NULL;
+    snprintf(log, sizeof(log), "%s/cluster-create.log", r->dir);
+    return b_run_tool(argv, log, 60, err, errlen);
+}
+
+/* A numeric field of a "field:value" text (CLUSTER INFO); -1 if absent. */
+static long long info_field(const char *text, const char *field)
+{
+    const char *p = strstr(text, field);
+    size_t n = strlen(field);
+
+    return p && p[n] == ':' ? strtoll(p + n + 1, NULL, 10) : -1;
+}
+
+/* Every master: cluster_state:ok, every slot assigned, every master known. */
+static int cluster_wait_ok(const struct b_redis *r, double timeout, char *err, size_t errlen)
+{
+    double deadline = b_mono() + timeout;
+
+    while (b_mono() < deadline) {
+        int ok = 1;
+        for (int i = 0; i < r->masters && ok; i++) {
+            redisReply *rep = node_command(r, i, "CLUSTER INFO");
+            ok = rep && rep->type == REDIS_REPLY_STRING &&
+                 strstr(rep->str, "cluster_state:ok") != NULL &&
+                 info_field(rep->str, "cluster_slots_assigned") == 16384 &&
+                 info_field(rep->str, "cluster_known_nodes") == r->masters;
+            if (rep)
+                freeReplyObject(rep);
+        }
+        if (ok)
+            return 0;
+        b_sleep(0.1);
+    }
+    clv_seterr(err, errlen, "the Redis Cluster did not reach cluster_state:ok within %.0f s",
+               timeout);
+    return -1;
+}
+
+static int cluster_start_once(struct b_redis *r, const char *server, const char *cli, char *err,
+                              size_t errlen)
+{
+    int base;
+
+    if (pick_ports(r->masters, &base) != 0) {
+        clv_seterr(err, errlen, "no free ports for %d masters in 20000..40000", r->masters);
+        return -1;
+    }
+    for (int i = 0; i < r->masters; i++) {
+        r->node[i].port = base + i;
+        if (node_spawn(r, i, server, err, errlen) != 0)
+            return -1;
+    }
+    if (cluster_create(r, cli, err, errlen) != 0)
+        return -1;
+    return cluster_wait_ok(r, 30, err, errlen);
+}
+
+int b_redis_cluster_start(struct b_redis *r, const char *server, const char *cli, int masters,
+                          const char *dir, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    if (masters < 1 || masters > B_CLUSTER_MAX) {
+        clv_seterr(err, errlen, "a cluster of %d masters: want 1 .. %d", masters, B_CLUSTER_MAX);
+        return -1;
+    }
+    r->masters = masters;
+    snprintf(r->dir, sizeof(r->dir), "%s", dir);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        /* a port taken between the check and the bind: again elsewhere */
+        if (cluster_start_once(r, server, cli, err, errlen) == 0) {
+            snprintf(r->log, sizeof(r->log), "%s", r->node[0].log);
+            return 0;
+        }
+        fprintf(stderr, "bench: starting a Redis Cluster: %s%s\n", err,
+                attempt < 2 ? "; trying other ports" : "");
+        for (int i = 0; i < masters; i++) {
+            char conf[B_PATHLEN + 32];
+            if (r->node[i].pid > 0)
+                b_stop(r->node[i].pid, 5);
+            r->node[i].pid = 0;
+            snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", r->dir, r->node[i].port);
+            unlink(conf);
+        }
+    }
+    return -1;
 }
 
 int b_info_u64(redisContext *c, const char *section, const char *field, uint64_t *out)
@@ -403,6 +721,23 @@ uint64_t b_cmdstats_calls(const struct b_cmdstats *cs, const char *name)
         if (strcmp(cs->c[i].name, name) == 0)
             return cs->c[i].calls;
     return 0;
+}
+
+void b_cmdstats_add(struct b_cmdstats *sum, const struct b_cmdstats *x)
+{
+    for (int i = 0; i < x->n; i++) {
+        int j = 0;
+        while (j < sum->n && strcmp(sum->c[j].name, x->c[i].name) != 0)
+            j++;
+        if (j == sum->n) {
+            if (sum->n == B_MAX_CMDS)
+                continue;
+            sum->c[sum->n++] = x->c[i];
+            continue;
+        }
+        sum->c[j].calls += x->c[i].calls;
+        sum->c[j].usec += x->c[i].usec;
+    }
 }
 
 static int by_calls_desc(const void *a, const void *b)
@@ -541,6 +876,21 @@ int b_metric_has(const char *page, const char *name)
     return found;
 }
 
+/* Add one bucket; a bound already seen (another instance's page) is summed. */
+static int hist_add(double *le, double *cum, int n, int max, double bound, double count)
+{
+    for (int i = 0; i < n; i++)
+        if (le[i] == bound) {
+            cum[i] += count;
+            return n;
+        }
+    if (n == max)
+        return n;
+    le[n] = bound;
+    cum[n] = count;
+    return n + 1;
+}
+
 /* The cumulative buckets of histogram `name` in a page; returns how many. */
 static int hist_buckets(const char *page, const char *name, double *le, double *cum, int max)
 {
@@ -551,17 +901,16 @@ static int hist_buckets(const char *page, const char *name, double *le, double *
 
     snprintf(bname, sizeof(bname), "%s_bucket{le=\"", name);
     blen = strlen(bname);
-    while (p && *p && n < max) {
+    while (p && *p) {
         const char *eol = strchr(p, '\n');
         if (strncmp(p, bname, blen) == 0) {
             const char *v = eol ? eol : p + strlen(p);
             while (v > p && v[-1] != ' ')
                 v--;
-            if (v > p) {
-                le[n] = strncmp(p + blen, "+Inf", 4) == 0 ? INFINITY : strtod(p + blen, NULL);
-                cum[n] = strtod(v, NULL);
-                n++;
-            }
+            if (v > p)
+                n = hist_add(le, cum, n, max,
+                             strncmp(p + blen, "+Inf", 4) == 0 ? INFINITY : strtod(p + blen, NULL),
+                             strtod(v, NULL));
         }
         p = eol ? eol + 1 : NULL;
     }

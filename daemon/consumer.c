@@ -239,9 +239,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- setup ------------------------------------------------------------------------ */
 
-#define FETCH_MAX_BYTES (4 << 20)
-#define QUEUED_MAX_KBYTES "8192"
-#define QUEUED_MIN_MESSAGES "20000"
+#define FETCH_MAX_BYTES (8 << 20)
+#define QUEUED_MAX_KBYTES "16384"
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
 {
@@ -284,19 +283,21 @@ static rd_kafka_conf_t *consumer_conf(struct clv_consumer *c, const char *broker
     for (size_t i = 0; i < CLV_ARRAY_LEN(fixed); i++)
         if (conf_set(conf, fixed[i][0], fixed[i][1], err, errlen) != 0)
             goto fail;
-    /* Bound the prefetch: under backlog librdkafka's defaults queue up to
-     * 100 000 messages per partition or 64 MB, and each queued message
-     * costs a few hundred bytes of its own besides its payload: that would
-     * be most of clvd's memory budget (SPEC section 15).  20 000 messages
-     * (ten batches) and 8 MB still keep the workers fed; kafka.properties
-     * can raise both. */
+    /* Bound the prefetch.  Under backlog librdkafka's defaults queue up to
+     * 64 MB of payload, and each queued message costs several hundred bytes
+     * of its own besides: most of clvd's memory budget (SPEC section 15).
+     * It cannot be bounded much tighter in librdkafka 2.0.2, though: a
+     * partition that stopped fetching because the queue was full is looked
+     * at again only when the broker thread next wakes, up to a second
+     * later, so the queue must hold about a second of input or the workers
+     * starve (measured: 20 000 messages halved the throughput).  16 MB is
+     * about a second at 100 000 events/s; kafka.properties can change it. */
     snprintf(maxb, sizeof(maxb), "%d",
              cfg->kafka.max_message_bytes * 2 + 1024 > FETCH_MAX_BYTES
                  ? cfg->kafka.max_message_bytes * 2 + 1024
                  : FETCH_MAX_BYTES);
     if (conf_set(conf, "fetch.max.bytes", maxb, err, errlen) != 0 ||
-        conf_set(conf, "queued.max.messages.kbytes", QUEUED_MAX_KBYTES, err, errlen) != 0 ||
-        conf_set(conf, "queued.min.messages", QUEUED_MIN_MESSAGES, err, errlen) != 0)
+        conf_set(conf, "queued.max.messages.kbytes", QUEUED_MAX_KBYTES, err, errlen) != 0)
         goto fail;
     for (int i = 0; i < cfg->kafka.nproperties; i++)
         if (conf_set(conf, cfg->kafka.properties[i].key, cfg->kafka.properties[i].value, err,
