@@ -1859,6 +1859,9 @@ static const struct field clock_fields[] = {
     NUM("max_future_skew", K_DUR, OFF(clock.max_future_skew), 0, 1000, 365 * DAY_MS),
     END};
 
+static const struct field processing_fields[] = {
+    NUM("workers", K_INT, OFF(processing_workers), 0, 1, 16), END};
+
 static const struct field at_risk_fields[] = {
     NUM("min_gap_days", K_DOUBLE, OFF(lifecycle.at_risk_min_gap_days), F_LO_OPEN, 0, 3650),
     NUM("gap_factor", K_DOUBLE, OFF(lifecycle.at_risk_gap_factor), 0, 1, 100),
@@ -1926,6 +1929,7 @@ static const struct field log_fields[] = {ENUM("level", OFF(log_level), 0, log_l
 static const struct field top_fields[] = {MAP("kafka", kafka_fields, F_RESTART),
                                           MAP("redis", redis_fields, F_RESTART),
                                           MAP("clock", clock_fields, F_RESTART),
+                                          MAP("processing", processing_fields, F_RESTART),
                                           MAP("lifecycle", lifecycle_fields, 0),
                                           MAP("dedupe", dedupe_fields, 0),
                                           MAP("clv", clv_fields, 0),
@@ -2294,6 +2298,7 @@ static void clock_and_lifecycle_defaults(struct clv_config *cfg)
     cfg->clock.idle_after = 30 * CLV_MS_PER_SEC;
     cfg->clock.max_held_events = 1000000;
     cfg->clock.max_future_skew = 5 * CLV_MS_PER_MIN;
+    cfg->processing_workers = 2;
     cfg->lifecycle = (struct clv_lifecycle_config){
         .at_risk_min_gap_days = 14,
         .at_risk_gap_factor = 2.0,

@@ -11,6 +11,7 @@
 #include "consumer.h"
 #include "embedded.h"
 #include "event.h"
+#include "keys.h"
 #include "log.h"
 #include "metrics.h"
 #include "output.h"
@@ -18,6 +19,7 @@
 #include "stages.h"
 #include "state.h"
 #include "sweeper.h"
+#include "worker.h"
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -40,8 +42,20 @@ static void on_signal(int sig)
         stop_requested = 1;
 }
 
-#define BATCH_MAX 2000
+#define BATCH_MAX 2000 /* events, or customers, in one worker's batch */
 #define SHUTDOWN_GRACE_MS 6000
+/* A failed batch is tried again this often (the store's backoff spaces the
+ * reconnects themselves). */
+#define RETRY_MS 200
+/* The main thread's own Redis work -- group clock, sweeper, alerts, outbox
+ * trim and drain -- at most this often: the loop turns much faster while
+ * workers are busy, and each of these is a round trip. */
+#define TICK_MS 10
+/* Nothing to read and a worker busy, or input flowing: wait this long (on
+ * the workers, not in Kafka) before polling Kafka again. */
+#define WAIT_MS 1
+/* Input that arrived within this long counts as flowing. */
+#define FLOWING_MS 100
 
 struct clvd {
     const struct clvd_options *opt;
@@ -54,10 +68,13 @@ struct clvd {
     struct clv_producer producer;
     struct clv_sweeper sweeper;
     struct clv_alerts alerts;
-    struct clv_batch batch, sweep;
-    struct clv_msgref *refs; /* input messages of `batch` */
-    int nrefs, refs_cap;
-    int batch_failed; /* Redis refused the batch: retry before fetching more */
+    struct clv_workers workers;
+    struct clv_batch sweep; /* what the sweeper found, before the workers get it */
+    int sweep_pending;      /* jobs holding swept customers not yet applied */
+    int paused;             /* consumption paused: a worker's batch failed */
+    int store_fatal;        /* a worker met another deployment in Redis */
+    clv_ms next_tick;
+    clv_ms next_batch_warning;
     struct clv_event ev;
     struct event_parser *parser;
     struct clv_sbuf dlq;
@@ -71,27 +88,82 @@ struct clvd {
     uint64_t applied_at_status;
 };
 
-/* ---- input ------------------------------------------------------------------------ */
+/* ---- the workers' state, as the main thread sees it -------------------------------- */
 
-static void push_ref(struct clvd *d, const struct clv_msgref *ref)
+static int job_full(const struct clv_job *j)
 {
-    if (d->nrefs == d->refs_cap) {
-        int ncap = d->refs_cap ? d->refs_cap * 2 : BATCH_MAX;
-        struct clv_msgref *n = realloc(d->refs, sizeof(*n) * (size_t)ncap);
-        if (n == NULL)
-            abort();
-        d->refs = n;
-        d->refs_cap = ncap;
-    }
-    d->refs[d->nrefs++] = *ref;
+    return j->batch.nevents >= BATCH_MAX || j->batch.nitems >= BATCH_MAX;
 }
 
-/* Into the batch, with the partition's frontier as of now (see clv_mark). */
+/* A worker's next batch is full while it is still busy with the last one:
+ * fetch nothing more until it is done. */
+static int input_blocked(const struct clvd *d)
+{
+    for (int i = 0; i < d->workers.n; i++)
+        if (job_full(d->workers.w[i].filling))
+            return 1;
+    return 0;
+}
+
+static int any_failed(const struct clvd *d)
+{
+    for (int i = 0; i < d->workers.n; i++)
+        if (d->workers.w[i].failed != NULL)
+            return 1;
+    return 0;
+}
+
+static int any_inflight(const struct clvd *d)
+{
+    for (int i = 0; i < d->workers.n; i++)
+        if (d->workers.w[i].inflight != NULL)
+            return 1;
+    return 0;
+}
+
+/* Anything handed to the workers and not yet applied. */
+static int work_pending(const struct clvd *d)
+{
+    for (int i = 0; i < d->workers.n; i++)
+        if (worker_busy(&d->workers.w[i]) || job_pending(d->workers.w[i].filling))
+            return 1;
+    return 0;
+}
+
+/* The earliest event time handed to the workers and not yet applied, into
+ * *out; 0 if there is none.  The main thread alone writes a job's refs and
+ * min_ts, so it may read those of a job a worker is applying. */
+static int earliest_pending(const struct clvd *d, clv_ms *out)
+{
+    int found = 0;
+
+    for (int i = 0; i < d->workers.n; i++) {
+        const struct clv_worker *w = &d->workers.w[i];
+        const struct clv_job *jobs[3] = {w->filling, w->inflight, w->failed};
+        for (int k = 0; k < 3; k++)
+            if (jobs[k] != NULL && jobs[k]->nrefs > 0 && (!found || jobs[k]->min_ts < *out)) {
+                *out = jobs[k]->min_ts;
+                found = 1;
+            }
+    }
+    return found;
+}
+
+/* ---- input ------------------------------------------------------------------------ */
+
+/* Into the batch of the worker owning the customer's shard, with the
+ * partition's frontier as of now (see clv_mark). */
 static void queue_event(struct clvd *d, struct clv_event *ev, const struct clv_msgref *ref)
 {
+    uint32_t shards = (uint32_t)d->cfg.redis.shards;
+    uint32_t shard = keys_shard_of(ev->customer_id, ev->customer_id_len, shards);
+    struct clv_job *j = workers_for_shard(&d->workers, shard)->filling;
+
     ev->src_frontier = consumer_frontier(&d->consumer, ref);
-    batch_add_event(&d->batch, ev, (uint32_t)d->cfg.redis.shards);
-    push_ref(d, ref);
+    if (j->nrefs == 0 || ev->ts < j->min_ts)
+        j->min_ts = ev->ts;
+    batch_add_event(&j->batch, ev, shards);
+    job_add_ref(j, ref);
 }
 
 static void dead_letter(struct clvd *d, const rd_kafka_message_t *m, const struct clv_msgref *ref,
@@ -152,10 +224,26 @@ static int fatal_consumer_error(struct clvd *d, const rd_kafka_message_t *m)
     return 0;
 }
 
-/* Fetch up to BATCH_MAX messages; waits at most `timeout_ms` for the first. */
+/* How often the fetch loop looks for a finished worker: a worker should not
+ * wait for the rest of a fetch to get its next batch. */
+#define DONE_CHECK_EVERY 32
+
+/* Up to BATCH_MAX messages per fetch, fewer if a worker's next batch is full
+ * or a worker has finished its batch. */
+static int fetch_more(struct clvd *d, int n)
+{
+    if (n >= BATCH_MAX || input_blocked(d))
+        return 0;
+    return n % DONE_CHECK_EVERY != DONE_CHECK_EVERY - 1 || !workers_any_done(&d->workers);
+}
+
+/* Fetch messages (see fetch_more); waits at most `timeout_ms` for the first.
+ * Returns how many, or -1 on a fatal consumer error. */
 static int poll_input(struct clvd *d, int timeout_ms)
 {
-    for (int n = 0; n < BATCH_MAX; n++) {
+    int n;
+
+    for (n = 0; fetch_more(d, n); n++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(d->consumer.rk, n == 0 ? timeout_ms : 0);
         if (m == NULL)
             break;
@@ -170,57 +258,111 @@ static int poll_input(struct clvd *d, int timeout_ms)
         handle_message(d, m);
         rd_kafka_message_destroy(m);
     }
-    return 0;
+    return n;
 }
 
-/* Event clock: move every held event the watermark has passed into the batch,
- * in (time, topic, partition, offset) order. */
+/* Event clock: move every held event the watermark has passed into the
+ * workers' batches, in (time, topic, partition, offset) order. */
 static void release_held(struct clvd *d)
 {
     struct clv_held h;
 
     consumer_watermark(&d->consumer, clv_mono_ms());
-    while (d->batch.nevents < BATCH_MAX && consumer_release(&d->consumer, &h))
+    while (!input_blocked(d) && consumer_release(&d->consumer, &h))
         queue_event(d, &h.ev, &h.ref);
 }
 
-/* ---- applying ---------------------------------------------------------------------- */
+/* ---- applying: the workers do it, the main thread publishes and acknowledges ------ */
 
-static int apply(struct clvd *d, struct clv_batch *b)
+static void applied(struct clvd *d, struct clv_worker *w, struct clv_job *j)
 {
-    char err[CLV_ERRLEN];
-
-    if (b->nitems == 0)
-        return 0;
-    if (state_apply_batch(&d->store, b, &d->rules, &d->cfg, err, sizeof(err)) != 0) {
-        log_warn(&d->log, "batch of %d customer(s) not applied, will retry: %s", b->nitems, err);
-        /* customers written before the failure have outbox entries nobody
-         * is publishing: drain the outboxes once Redis is back */
-        d->producer.drain_needed = 1;
-        return -1;
-    }
-    producer_send_batch(&d->producer, b);
-    metrics_add_batch(&d->metrics, &b->stats);
-    return 0;
+    producer_send_batch(&d->producer, &j->batch);
+    metrics_add_batch(&d->metrics, &j->batch.stats);
+    for (int i = 0; i < j->nrefs; i++)
+        consumer_done(&d->consumer, &j->refs[i]);
+    if (j->nadvances > 0)
+        d->sweep_pending--;
+    worker_recycle(w, j);
 }
 
-static void apply_input(struct clvd *d)
+/* Nothing of the batch is acknowledged; the worker gets it again before
+ * anything queued after it, and input stops until it goes through. */
+static void not_applied(struct clvd *d, struct clv_worker *w, struct clv_job *j)
 {
-    if (d->batch.nitems == 0 && d->nrefs == 0)
-        return;
-    if (apply(d, &d->batch) != 0) {
-        if (!d->batch_failed)
-            consumer_pause_all(&d->consumer, 1);
-        d->batch_failed = 1;
-        return;
+    clv_ms now = clv_mono_ms();
+
+    /* every worker retries every RETRY_MS while Redis is away: say so at
+     * the first failure of a batch, then now and then */
+    if (++j->failures == 1 || now >= d->next_batch_warning) {
+        log_warn(&d->log, "batch of %d customer(s) not applied (attempt %d), will retry: %s",
+                 j->batch.nitems, j->failures, j->err);
+        d->next_batch_warning = now + 5 * CLV_MS_PER_SEC;
     }
-    for (int i = 0; i < d->nrefs; i++)
-        consumer_done(&d->consumer, &d->refs[i]);
-    if (d->batch_failed)
+    /* customers written before the failure have outbox entries nobody
+     * is publishing: drain the outboxes once Redis is back */
+    d->producer.drain_needed = 1;
+    if (j->store_fatal)
+        d->store_fatal = 1;
+    worker_retry(w, j, now + RETRY_MS);
+    if (!d->paused)
+        consumer_pause_all(&d->consumer, 1);
+    d->paused = 1;
+}
+
+static void collect(struct clvd *d)
+{
+    for (int i = 0; i < d->workers.n; i++) {
+        struct clv_worker *w = &d->workers.w[i];
+        struct clv_job *j = worker_collect(w);
+        if (j == NULL)
+            continue;
+        if (j->rc == 0)
+            applied(d, w, j);
+        else
+            not_applied(d, w, j);
+    }
+    if (d->paused && !any_failed(d)) {
         consumer_pause_all(&d->consumer, 0);
-    d->batch_failed = 0;
-    d->nrefs = 0;
-    batch_reset(&d->batch);
+        d->paused = 0;
+    }
+}
+
+static void dispatch(struct clvd *d)
+{
+    clv_ms now = clv_mono_ms();
+
+    for (int i = 0; i < d->workers.n; i++)
+        worker_dispatch(&d->workers.w[i], now);
+}
+
+/* Finished batches out, next batches in: as soon as possible, so that no
+ * worker idles while the main thread has its next batch. */
+static void turn_over(struct clvd *d)
+{
+    collect(d);
+    dispatch(d);
+}
+
+/* Read input unless a worker holds it up.  Kafka is waited on only once
+ * the input has gone quiet and no worker is busy; otherwise it is polled
+ * and the wait is on the workers: a finished batch must not sit until the
+ * next message arrives, and librdkafka 2.0.2 fetches far less while the
+ * application waits inside rd_kafka_consumer_poll() (measured: a third of
+ * the events/s once the workers had less to wait for in Redis). */
+static int take_input(struct clvd *d)
+{
+    int busy, n;
+
+    turn_over(d); /* a full batch whose worker is idle blocks nothing */
+    busy = any_inflight(d) || clv_mono_ms() - d->last_input_mono < FLOWING_MS;
+    if (input_blocked(d)) {
+        workers_wait(&d->workers, 50); /* woken when a batch is done */
+        return 0;
+    }
+    n = poll_input(d, busy ? 0 : any_failed(d) ? RETRY_MS : 50);
+    if (n == 0 && busy)
+        workers_wait(&d->workers, WAIT_MS);
+    return n < 0 ? -1 : 0;
 }
 
 /* The sweeper's "now": the wall clock, or in event mode the group's
@@ -228,44 +370,84 @@ static void apply_input(struct clvd *d)
  * out before another instance has applied its events. */
 static clv_ms clock_now(struct clvd *d)
 {
-    clv_ms own, group;
+    clv_ms own, group, first = 0;
+    int pending;
 
     if (d->cfg.clock.mode == CLV_CLOCK_WALL)
         return clv_now_ms();
     own = d->consumer.assignment && d->consumer.assignment->cnt > 0
               ? consumer_applied_until(&d->consumer)
               : 0;
+    /* an event released to a worker is not applied until it hands it back */
+    pending = earliest_pending(d, &first);
+    if (own > 0 && pending && first - 1 < own)
+        own = first - 1;
     group = sweeper_group_clock(&d->sweeper, &d->store, own,
-                                d->consumer.all_idle && d->consumer.nheld == 0,
+                                d->consumer.all_idle && d->consumer.nheld == 0 && !pending,
                                 d->cfg.clock.idle_after * 2 + 10 * CLV_MS_PER_SEC);
     /* the group clock already counts this instance unless it is idle, and
      * then it must not hold the shards it sweeps back either */
     return group;
 }
 
+/* Due customers go to the workers owning them, behind the events already
+ * queued for them: a customer is never advanced by two threads at once, and
+ * in event mode it is advanced in the order the sequential loop had. */
+static void hand_over_sweep(struct clvd *d)
+{
+    uint32_t shards = (uint32_t)d->cfg.redis.shards;
+
+    for (int i = 0; i < d->sweep.nitems; i++) {
+        const struct clv_item *it = &d->sweep.items[i];
+        struct clv_job *j = workers_for_shard(&d->workers, it->shard)->filling;
+        if (j->nadvances++ == 0)
+            d->sweep_pending++;
+        batch_add_advance(&j->batch, it->id, it->idlen, shards, it->advance_to);
+    }
+}
+
+/* One sweep at a time: until its customers are applied the due index still
+ * lists them, and a second sweep would queue them again. */
 static void sweep(struct clvd *d, clv_ms now)
 {
     char err[CLV_ERRLEN];
 
-    if (d->batch_failed || now <= 0 || !store_connected(&d->store))
+    if (now <= 0 || d->sweep_pending > 0 || !store_connected(&d->store))
         return;
     batch_reset(&d->sweep);
     if (sweeper_collect(&d->sweeper, &d->store, now, &d->sweep, err, sizeof(err)) < 0) {
         log_warn(&d->log, "sweeper: %s", err);
         return;
     }
-    apply(d, &d->sweep);
+    hand_over_sweep(d);
 }
 
 /* ---- housekeeping ------------------------------------------------------------------ */
 
 static void serve_outputs(struct clvd *d)
 {
-    producer_poll(&d->producer, 0);
     if (!store_connected(&d->store))
         return;
     producer_trim_outbox(&d->producer, &d->store);
     producer_drain_step(&d->producer, &d->store, 64);
+}
+
+/* The main thread's Redis work, every TICK_MS at most. */
+static void tick(struct clvd *d)
+{
+    clv_ms mono = clv_mono_ms();
+    char err[CLV_ERRLEN];
+
+    if (mono < d->next_tick)
+        return;
+    d->next_tick = mono + TICK_MS;
+    if (store_connected(&d->store) && !any_failed(d)) {
+        clv_ms now = clock_now(d);
+        sweep(d, now);
+        if (alerts_tick(&d->alerts, &d->store, &d->producer, now, err, sizeof(err)) != 0)
+            log_warn(&d->log, "%s", err);
+    }
+    serve_outputs(d);
 }
 
 static void notify_systemd(struct clvd *d)
@@ -346,10 +528,14 @@ static void reload(struct clvd *d)
         return;
     }
     ahead = deadlines_moved_by(&d->cfg, &next);
+    /* workers read the config and the rules while they apply */
+    workers_hold(&d->workers);
     old = d->cfg;
     d->cfg = next;
-    config_free(&old);
     rules_from_config(&d->rules, &d->cfg);
+    d->log.level = d->cfg.log_level;
+    workers_release(&d->workers);
+    config_free(&old);
     if (ahead > 0) {
         /* every due entry was scored by the old rules and may now be late:
          * re-score the due index once, in the background */
@@ -358,7 +544,6 @@ static void reload(struct clvd *d)
                  "reload brings deadlines forward by up to %lld day(s): re-scoring the due index",
                  (long long)((ahead + CLV_MS_PER_DAY - 1) / CLV_MS_PER_DAY));
     }
-    d->log.level = d->cfg.log_level;
     d->metrics.reloads_ok++;
     log_info(&d->log, "configuration reloaded from %s", d->opt->config_path);
 }
@@ -369,8 +554,22 @@ static int finished(struct clvd *d)
     clv_ms idle = clv_mono_ms() - d->last_input_mono;
 
     return d->opt->exit_when_idle > 0 && d->ready && idle >= d->opt->exit_when_idle &&
-           d->consumer.nheld == 0 && d->batch.nitems == 0 && d->producer.in_flight == 0 &&
+           d->consumer.nheld == 0 && !work_pending(d) && d->producer.in_flight == 0 &&
            !d->producer.drain_active && !d->producer.drain_needed;
+}
+
+/* The main thread's connection and every worker's, as one. */
+static void collect_stores(struct clvd *d)
+{
+    metrics_collect_store(&d->metrics, &d->store);
+    for (int i = 0; i < d->workers.n; i++) {
+        struct clv_store_stats s;
+        worker_take_stats(&d->workers.w[i], &s);
+        metrics_add_store(&d->metrics, s.commands, s.round_trips, s.up, &s.rtt);
+        d->metrics.redis_reconnects += s.reconnects;
+        if (s.reconnects > 0)
+            d->producer.drain_needed = 1; /* what the outage left in the outboxes */
+    }
 }
 
 static void publish_metrics(struct clvd *d, const char *unhealthy)
@@ -380,7 +579,7 @@ static void publish_metrics(struct clvd *d, const char *unhealthy)
 
     metrics_collect_consumer(&d->metrics, &d->consumer);
     metrics_collect_producer(&d->metrics, &d->producer);
-    metrics_collect_store(&d->metrics, &d->store);
+    collect_stores(d);
     if (d->alerts.pop.valid)
         metrics_set_customers(&d->metrics, d->alerts.pop.stage);
     for (int i = 0; i < d->cfg.nalerts; i++)
@@ -438,22 +637,16 @@ static int loop(struct clvd *d)
     while (!stop_requested) {
         if (reload_requested)
             reload(d);
-        if (poll_input(d, d->batch_failed ? 200 : 50) != 0)
+        if (take_input(d) != 0)
             return 1;
-        if (d->cfg.clock.mode == CLV_CLOCK_EVENT && !d->batch_failed)
+        if (d->cfg.clock.mode == CLV_CLOCK_EVENT && !any_failed(d))
             release_held(d);
-        apply_input(d);
-        if (store_connected(&d->store) && !d->batch_failed) {
-            clv_ms now = clock_now(d);
-            char err[CLV_ERRLEN];
-            sweep(d, now);
-            if (alerts_tick(&d->alerts, &d->store, &d->producer, now, err, sizeof(err)) != 0)
-                log_warn(&d->log, "%s", err);
-        }
-        serve_outputs(d);
+        turn_over(d);
+        tick(d);
+        producer_poll(&d->producer, 0);
         housekeeping(d);
         notify_systemd(d);
-        if (d->store.fatal) {
+        if (d->store.fatal || d->store_fatal) {
             /* a restart cannot help: status 2 is RestartPreventExitStatus */
             log_error(&d->log, "redis: this is not the deployment clvd was configured for");
             return 2;
@@ -519,6 +712,9 @@ static int start(struct clvd *d, char *err, size_t errlen)
         return -1;
     d->store.rtt = &d->metrics.redis_rtt;
     d->producer.latency = &d->metrics.latency;
+    if (workers_start(&d->workers, d->cfg.processing_workers, &d->cfg, &d->rules, &d->log, err,
+                      errlen) != 0)
+        return -1;
     sweeper_init(&d->sweeper, (uint32_t)d->cfg.redis.shards);
     alerts_init(&d->alerts, &d->cfg, &d->log, d->sweeper.instance);
     if (sd_watchdog_enabled(0, &wd_usec) > 0)
@@ -527,21 +723,28 @@ static int start(struct clvd *d, char *err, size_t errlen)
     return 0;
 }
 
-/* Finish the batch in hand, flush outputs, commit offsets (SPEC section 8). */
-static void shutdown_gracefully(struct clvd *d)
+/* Apply what the workers were given (failed batches retried) within the
+ * grace period, then stop them; what they finish meanwhile still counts. */
+static void finish_work(struct clvd *d)
 {
     clv_ms deadline = clv_mono_ms() + SHUTDOWN_GRACE_MS;
-    char err[CLV_ERRLEN];
 
+    while (work_pending(d) && clv_mono_ms() < deadline) {
+        turn_over(d);
+        producer_poll(&d->producer, 0);
+        workers_wait(&d->workers, 100);
+    }
+    workers_stop(&d->workers);
+    collect(d);
+}
+
+/* Finish the batches in hand, flush outputs, commit offsets (SPEC section 8). */
+static void shutdown_gracefully(struct clvd *d)
+{
     log_info(&d->log, "shutting down");
     sd_notify(0, "STOPPING=1");
     publish_metrics(d, "shutting down");
-    while ((d->batch.nitems > 0 || d->nrefs > 0) && clv_mono_ms() < deadline) {
-        store_ensure(&d->store, err, sizeof(err));
-        apply_input(d);
-        if (d->batch.nitems > 0)
-            producer_poll(&d->producer, 100);
-    }
+    finish_work(d);
     if (d->cfg.clock.mode == CLV_CLOCK_EVENT && store_connected(&d->store))
         sweeper_group_clock(&d->sweeper, &d->store, 0, 0, 0); /* leave the group clock */
     producer_flush(&d->producer, 3000);
@@ -552,11 +755,13 @@ static void shutdown_gracefully(struct clvd *d)
 
 static void teardown(struct clvd *d)
 {
+    /* stopped already, unless the start failed */
+    workers_stop(&d->workers);
     consumer_close(&d->consumer); /* commits the stored offsets */
     producer_close(&d->producer);
     store_disconnect(&d->store);
+    workers_free(&d->workers);
     embedded_stop(&d->emb);
-    batch_free(&d->batch);
     batch_free(&d->sweep);
     sweeper_free(&d->sweeper);
     sbuf_free(&d->dlq);
@@ -566,7 +771,6 @@ static void teardown(struct clvd *d)
     sbuf_free(&d->page);
     if (d->parser)
         event_parser_free(d->parser);
-    free(d->refs);
     config_free(&d->cfg);
 }
 
@@ -589,12 +793,12 @@ int clvd_run(const struct clvd_options *opt)
     rules_from_config(&d->rules, &d->cfg);
     metrics_init(&d->metrics, &d->cfg.kafka.topics, clv_now_ms());
     sbuf_init(&d->page);
-    batch_init(&d->batch);
     batch_init(&d->sweep);
     sbuf_init(&d->dlq);
     install_signals();
-    log_info(&d->log, "clvd %s starting (clock %s, %d shards)", CLVD_VERSION,
-             d->cfg.clock.mode == CLV_CLOCK_EVENT ? "event" : "wall", d->cfg.redis.shards);
+    log_info(&d->log, "clvd %s starting (clock %s, %d shards, %d worker(s))", CLVD_VERSION,
+             d->cfg.clock.mode == CLV_CLOCK_EVENT ? "event" : "wall", d->cfg.redis.shards,
+             d->cfg.processing_workers);
     if (start(d, err, sizeof(err)) != 0) {
         log_error(&d->log, "%s", err);
         status = d->store.fatal ? 2 : 1;

@@ -152,6 +152,8 @@ void metrics_add_batch(struct clv_metrics *m, const struct clv_batch_stats *s)
     m->applied += s->applied;
     m->duplicates += s->duplicates;
     m->conflicts += s->conflicts;
+    m->customer_updates += s->updates;
+    m->apply_calls += s->calls;
     m->tier_changes += s->tier_changes;
     for (int f = 0; f <= CLV_STAGE_COUNT; f++)
         for (int t = 0; t < CLV_STAGE_COUNT; t++)
@@ -244,6 +246,16 @@ void metrics_collect_store(struct clv_metrics *m, const struct clv_store *st)
     m->redis_up = store_connected(st);
     m->redis_commands = st->commands;
     m->redis_round_trips = st->round_trips;
+}
+
+void metrics_add_store(struct clv_metrics *m, uint64_t commands, uint64_t round_trips, int up,
+                       const struct clv_histogram *rtt)
+{
+    m->redis_up = m->redis_up && up;
+    m->redis_commands += commands;
+    m->redis_round_trips += round_trips;
+    if (rtt)
+        histogram_merge(&m->redis_rtt, rtt);
 }
 
 int metrics_healthy(const struct clv_metrics *m, char *reason, size_t reasonlen)
@@ -421,6 +433,11 @@ static void render_input(const struct clv_metrics *m, struct clv_sbuf *b)
     simple_u64(b, "clvd_cas_conflicts_total", "counter",
                "Customer updates recomputed because the state changed since it was read.",
                m->conflicts);
+    simple_u64(b, "clvd_customer_updates_total", "counter",
+               "Customer states written to Redis (compare-and-set writes that went through).",
+               m->customer_updates);
+    simple_u64(b, "clvd_apply_calls_total", "counter",
+               "apply.lua calls (each writes the batch's customers of one shard).", m->apply_calls);
 }
 
 static void render_lifecycle(const struct clv_metrics *m, struct clv_sbuf *b)
@@ -474,7 +491,7 @@ static void render_output(const struct clv_metrics *m, struct clv_sbuf *b)
 
 static void render_redis(const struct clv_metrics *m, struct clv_sbuf *b)
 {
-    simple_u64(b, "clvd_redis_up", "gauge", "1 when the Redis connection is up.",
+    simple_u64(b, "clvd_redis_up", "gauge", "1 when every Redis connection is up.",
                (uint64_t)(m->redis_up != 0));
     histogram(b, "clvd_redis_roundtrip_seconds",
               "Redis round trips (a pipeline counts once), request to last reply.", &m->redis_rtt);

@@ -118,6 +118,7 @@ struct clv_config {
     struct clv_kafka_config kafka;
     struct clv_redis_config redis;
     struct clv_clock_config clock;
+    int processing_workers; /* threads applying batches to Redis; 1..16, default 2 */
     struct clv_lifecycle_config lifecycle;
     clv_ms dedupe_window;
     int dedupe_max_ids; /* event ids remembered per customer; 1..64, default 16 */

@@ -1,9 +1,13 @@
 /* daemon.h -- the clvd process: wiring and the main loop.
  *
- * One thread runs the loop: fetch a batch of input messages, parse them
- * (rejects go to the dead-letter topic), apply the batch to Redis, publish
- * its outputs, mark its offsets done; then sweep due customers, serve
- * delivery reports, trim and drain outboxes, ping the watchdog.  The only
+ * The main thread runs the loop: fetch input messages, parse them (rejects
+ * go to the dead-letter topic) and hand each event to the worker owning its
+ * customer's shard (worker.h, processing.workers threads, each with its own
+ * Redis connection), which applies its batch while the next one fills;
+ * publish the outputs of every batch a worker hands back and mark its
+ * offsets done; sweep due customers (handed to their workers too), serve
+ * delivery reports, trim and drain outboxes, ping the watchdog.  Kafka, the
+ * producer, the metrics and reloads stay on the main thread.  The only
  * global state is the pair of signal flags. */
 #ifndef CLVD_DAEMON_H
 #define CLVD_DAEMON_H

@@ -97,6 +97,8 @@ struct clv_metrics {
     uint64_t applied;                    /* events applied to a customer's state */
     uint64_t duplicates;                 /* events dropped as already applied */
     uint64_t conflicts;                  /* compare-and-set retries */
+    uint64_t customer_updates;           /* compare-and-set writes that went through */
+    uint64_t apply_calls;                /* apply.lua calls (one shard each) */
     struct clv_metrics_reason rejected[CLV_METRICS_MAX_REASONS];
     int nrejected;
     uint64_t rejected_other; /* reasons beyond the table, rendered as "other" */
@@ -131,7 +133,7 @@ void metrics_free(struct clv_metrics *m);
 /* Count one rejected input message under its dead-letter reason. */
 void metrics_count_rejected(struct clv_metrics *m, const char *reason);
 /* Add an applied batch's statistics (applied, duplicates, conflicts,
- * transitions, tier changes). */
+ * customer updates, transitions, tier changes). */
 void metrics_add_batch(struct clv_metrics *m, const struct clv_batch_stats *s);
 /* Set an alert rule's state, adding the rule on first use; -1 when the table
  * is full. */
@@ -151,6 +153,12 @@ void metrics_lag_set(struct clv_metrics *m, int topic, int32_t partition, int64_
 void metrics_collect_consumer(struct clv_metrics *m, const struct clv_consumer *c);
 void metrics_collect_producer(struct clv_metrics *m, const struct clv_producer *p);
 void metrics_collect_store(struct clv_metrics *m, const struct clv_store *st);
+/* Add a further connection (a worker's), after metrics_collect_store(): its
+ * commands and round trips add up, Redis counts as up only while every
+ * connection is, and `rtt` (its round trips since the last call; may be
+ * NULL) joins the histogram. */
+void metrics_add_store(struct clv_metrics *m, uint64_t commands, uint64_t round_trips, int up,
+                       const struct clv_histogram *rtt);
 
 /* SPEC 10: healthy when the consumer holds an assignment and Redis answers.
  * Returns 1 or 0; when 0, `reason` (may be NULL) says why in one line. */

@@ -118,6 +118,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.clock.idle_after, 30 * CLV_MS_PER_SEC);
     assert_int_equal(c.clock.max_held_events, 1000000);
     assert_int_equal(c.clock.max_future_skew, 5 * CLV_MS_PER_MIN);
+    assert_int_equal(c.processing_workers, 2);
     assert_true(c.lifecycle.at_risk_min_gap_days == 14);
     assert_true(c.lifecycle.at_risk_gap_factor == 2.0);
     assert_true(c.lifecycle.at_risk_default_gap_days == 30);
@@ -307,6 +308,8 @@ static const char every_key_block[] = "kafka:\n"
                                       "  idle_after: 1500ms\n"
                                       "  max_held_events: 5000\n"
                                       "  max_future_skew: 1h\n"
+                                      "processing:\n"
+                                      "  workers: 5\n"
                                       "lifecycle:\n"
                                       "  at_risk:\n"
                                       "    min_gap_days: 10\n"
@@ -383,6 +386,7 @@ static const char every_key_flow[] =
     "   cluster: false, seeds: [\"s1:7000\", \"[::1]:7001\"]},\n"
     " clock: {mode: event, lateness: 10s, idle_after: 1500ms, max_held_events: 5000,\n"
     "   max_future_skew: 1h},\n"
+    " processing: {workers: 5},\n"
     " lifecycle: {at_risk: {min_gap_days: 10, gap_factor: 3.5, default_gap_days: 20,\n"
     "   p_alive_below: 0.25}, dormant_after_days: 45, churned_after_days: 120.5,\n"
     "   loyal: {min_purchases: 7, window_days: 90}},\n"
@@ -443,6 +447,7 @@ static void assert_clock_lifecycle_set(const struct clv_config *c)
     assert_int_equal(c->clock.idle_after, 1500);
     assert_int_equal(c->clock.max_held_events, 5000);
     assert_int_equal(c->clock.max_future_skew, CLV_MS_PER_HOUR);
+    assert_int_equal(c->processing_workers, 5);
     assert_true(c->lifecycle.at_risk_min_gap_days == 10);
     assert_true(c->lifecycle.at_risk_gap_factor == 3.5);
     assert_true(c->lifecycle.at_risk_default_gap_days == 20);
@@ -560,7 +565,7 @@ static void test_unknown_key(void **state)
                  "topics, max_message_bytes, embedded_partitions, properties)");
     expect_error("log: {level: info}\nfoo: 1\n",
                  "t.yaml:2:1: unknown key \"foo\" (valid top-level keys: kafka, redis, clock, "
-                 "lifecycle, dedupe, clv, rfm, tiers, alerts, metrics, log)");
+                 "processing, lifecycle, dedupe, clv, rfm, tiers, alerts, metrics, log)");
     expect_error("alerts:\n  - name: a\n    metric: churn_rate\n    above: 0.1\n    abovee: 2\n",
                  "t.yaml:5:5: unknown key \"abovee\" (did you mean \"above\"?)");
 }
@@ -572,6 +577,8 @@ static void test_wrong_type(void **state)
                  "t.yaml:2:9: redis.port: expected an integer, got \"abc\"");
     expect_error("dedupe: {max_ids: 1.5}\n",
                  "t.yaml:1:19: dedupe.max_ids: expected an integer, got \"1.5\"");
+    expect_error("processing: {workers: two}\n",
+                 "t.yaml:1:23: processing.workers: expected an integer, got \"two\"");
     expect_error("clv:\n  margin: high\n",
                  "t.yaml:2:11: clv.margin: expected a number, got \"high\"");
     expect_error("clv:\n  margin: nan\n",
@@ -603,6 +610,10 @@ static void test_out_of_range(void **state)
                  "t.yaml:1:15: redis.port: 0 is out of range (must be between 1 and 65535)");
     expect_error("redis: {shards: 65537}\n",
                  "t.yaml:1:17: redis.shards: 65537 is out of range (must be between 1 and 65536)");
+    expect_error("processing: {workers: 0}\n",
+                 "t.yaml:1:23: processing.workers: 0 is out of range (must be between 1 and 16)");
+    expect_error("processing:\n  workers: 17\n",
+                 "t.yaml:2:12: processing.workers: 17 is out of range (must be between 1 and 16)");
     expect_error("kafka: {max_message_bytes: 100}\n",
                  "t.yaml:1:28: kafka.max_message_bytes: 100 is out of range (must be between 1024 "
                  "and 1000000000)");
@@ -1015,6 +1026,8 @@ static void test_reloadable(void **state)
     expect_reload("", "log: {format: json}\n", -1, "log.format changed: needs a restart");
     expect_reload("", "metrics: {listen: \"\"}\n", -1, "metrics.listen changed: needs a restart");
     expect_reload("", "clock: {lateness: 1m}\n", -1, "clock.lateness changed: needs a restart");
+    expect_reload("", "processing: {workers: 3}\n", -1,
+                  "processing.workers changed: needs a restart");
     expect_reload("", "redis: {password: x}\n", -1, "redis.password changed: needs a restart");
     expect_reload("kafka: {properties: {acks: all}}\n", "kafka: {properties: {acks: \"1\"}}\n", -1,
                   "kafka.properties changed: needs a restart");
