@@ -8,6 +8,15 @@
 #include <float.h>
 #include <math.h>
 
+/* lgamma() writes the global signgam: clvd computes from several worker
+ * threads, so use the reentrant form (every argument here is positive). */
+static double lgam(double x)
+{
+    int sign;
+
+    return lgamma_r(x, &sign);
+}
+
 /* A series is summed until the bound on its tail falls below this fraction
  * of the sum, or given up (NaN) after CLV_SERIES_MAX_TERMS terms.  The terms
  * shrink like z^n, so the cap is reached only for z within ~1e-4 of 1. */
@@ -76,13 +85,13 @@ double clv_bgnbd_loglik(const struct clv_bgnbd *m, double x, double t_x, double 
 {
     double r = m->r, alpha = m->alpha, a = m->a, b = m->b;
     double head =
-        lgamma(r + x) - lgamma(r) + r * log(alpha) + lgamma(a + b) - lgamma(b) - lgamma(a + b + x);
+        lgam(r + x) - lgam(r) + r * log(alpha) + lgam(a + b) - lgam(b) - lgam(a + b + x);
     /* A1: still alive at T; A2: dropped out right after the last purchase. */
-    double a1 = lgamma(b + x) - (r + x) * log(alpha + T);
+    double a1 = lgam(b + x) - (r + x) * log(alpha + T);
 
     if (x <= 0.0)
         return head + a1;
-    double a2 = log(a) + lgamma(b + x - 1.0) - (r + x) * log(alpha + t_x);
+    double a2 = log(a) + lgam(b + x - 1.0) - (r + x) * log(alpha + t_x);
     return head + log_sum_exp(a1, a2);
 }
 
@@ -154,7 +163,7 @@ double clv_gg_loglik(const struct clv_gamma_gamma *m, double x, double m_x)
     double px = m->p * x;
 
     /* density of the mean of x gamma(p, nu) spends, nu ~ gamma(q, gamma) */
-    return lgamma(px + m->q) - lgamma(px) - lgamma(m->q) + m->q * log(m->gamma) +
+    return lgam(px + m->q) - lgam(px) - lgam(m->q) + m->q * log(m->gamma) +
            (px - 1.0) * log(m_x) + px * log(x) - (px + m->q) * log(m->gamma + m_x * x);
 }
 
