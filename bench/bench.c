@@ -72,6 +72,8 @@ void b_opts_default(struct b_opts *o)
     o->ceiling_seconds = 4;
     o->ceiling_depth = 1000;
     o->instances = 1;
+    o->workers = -1;
+    o->state_cache_mb = -1;
 }
 
 static void usage(FILE *f)
@@ -107,6 +109,11 @@ static void usage(FILE *f)
            "  --compression C        input producer compression.codec (default none)\n"
            "  --fetch-wait-ms N      clvd's fetch.wait.max.ms (default 1; see docs)\n"
            "  --clvd-property K=V    add a kafka.properties entry to clvd's config (repeatable)\n"
+           "  --workers N            clvd's processing.workers (default: clvd's)\n"
+           "  --state-cache-mb N     clvd's processing.state_cache_mb (default: clvd's)\n"
+           "  --redis-config 'K V'   CONFIG SET K V on every redis-server (repeatable, up to 8);\n"
+           "                         zset-max-listpack-entries defaults to the value\n"
+           "                         docs/scaling.md recommends: 2 x customers per shard\n"
            "  --ceiling-seconds S    length of each ceiling run, 2 rounds of 4 (default 4)\n"
            "  --ceiling-depth N      pipeline depth of the ceiling runs (default 1000)\n"
            "  --skip-ceiling         no Redis ceiling\n"
@@ -163,6 +170,44 @@ static int parse_mix(const char *s, double mix[3])
 }
 
 /* "key=value" as a line of clvd's kafka.properties (quoted YAML strings). */
+/* "name value": a CONFIG SET for the bench's redis-servers. */
+static int add_redis_config(struct b_opts *o, const char *nv)
+{
+    const char *sp = strchr(nv, ' ');
+    char(*slot)[64];
+
+    if (sp == NULL || sp == nv || o->nredis_config == 8 || (size_t)(sp - nv) >= 64 ||
+        strlen(sp + 1) >= 64)
+        return -1;
+    slot = o->redis_config[o->nredis_config++];
+    snprintf(slot[0], 64, "%.*s", (int)(sp - nv), nv);
+    snprintf(slot[1], 64, "%s", sp + 1);
+    return 0;
+}
+
+/* The Redis setting docs/scaling.md recommends for this many customers per
+ * shard, unless --redis-config sets it: a shard's due index stays a compact
+ * listpack while it holds at most zset-max-listpack-entries members, and
+ * the counts scatter around customers / shards. */
+static void recommended_redis_config(struct b_opts *o)
+{
+    long per_shard = ((long)o->customers + o->shards - 1) / o->shards;
+    long entries = 128;
+
+    for (int i = 0; i < o->nredis_config; i++)
+        if (strcmp(o->redis_config[i][0], "zset-max-listpack-entries") == 0)
+            return;
+    while (entries < 2 * per_shard)
+        entries *= 2;
+    if (entries == 128 || o->nredis_config == 8)
+        return; /* Redis's default serves */
+    memmove(o->redis_config[1], o->redis_config[0],
+            sizeof(o->redis_config[0]) * (size_t)o->nredis_config);
+    snprintf(o->redis_config[0][0], 64, "zset-max-listpack-entries");
+    snprintf(o->redis_config[0][1], 64, "%ld", entries);
+    o->nredis_config++;
+}
+
 static int add_property(struct b_opts *o, const char *kv)
 {
     const char *eq = strchr(kv, '=');
@@ -197,6 +242,9 @@ enum {
     O_COMPRESSION,
     O_FETCH_WAIT,
     O_CLVD_PROP,
+    O_WORKERS,
+    O_STATE_CACHE,
+    O_REDIS_CONFIG,
     O_CEIL_SECONDS,
     O_CEIL_DEPTH,
     O_SKIP_CEILING,
@@ -236,6 +284,9 @@ static int parse_options(int argc, char **argv, struct b_opts *o)
         {"compression", required_argument, NULL, O_COMPRESSION},
         {"fetch-wait-ms", required_argument, NULL, O_FETCH_WAIT},
         {"clvd-property", required_argument, NULL, O_CLVD_PROP},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"state-cache-mb", required_argument, NULL, O_STATE_CACHE},
+        {"redis-config", required_argument, NULL, O_REDIS_CONFIG},
         {"ceiling-seconds", required_argument, NULL, O_CEIL_SECONDS},
         {"ceiling-depth", required_argument, NULL, O_CEIL_DEPTH},
         {"skip-ceiling", no_argument, NULL, O_SKIP_CEILING},
@@ -317,6 +368,15 @@ static int parse_options(int argc, char **argv, struct b_opts *o)
             break;
         case O_CLVD_PROP:
             bad = add_property(o, optarg) != 0;
+            break;
+        case O_WORKERS:
+            bad = parse_int(optarg, 1, 16, &o->workers) != 0;
+            break;
+        case O_STATE_CACHE:
+            bad = parse_int(optarg, 0, 4096, &o->state_cache_mb) != 0;
+            break;
+        case O_REDIS_CONFIG:
+            bad = add_redis_config(o, optarg) != 0;
             break;
         case O_CEIL_SECONDS:
             bad = parse_double(optarg, &o->ceiling_seconds) != 0 || o->ceiling_seconds < 0.5;
@@ -457,10 +517,18 @@ static void print_table(const struct b_opts *o, const struct results *r)
     printf("  machine: %ld CPU(s), %s, %s, redis %s\n", r->ncpu, r->cpu, r->kernel,
            r->redis_version);
     printf("  workload: %u customers, mix %g/%g/%g (visits/logins/purchases), %s timestamps, "
-           "%d shards\n\n",
+           "%d shards\n",
            o->customers, o->mix[0], o->mix[1], o->mix[2],
            o->time_mode == B_TIME_HISTORY ? "historical (clock.mode event)" : "live (wall clock)",
            o->shards);
+    if (o->nredis_config > 0) {
+        printf("  redis config:");
+        for (int i = 0; i < o->nredis_config; i++)
+            printf(" %s %s%s", o->redis_config[i][0], o->redis_config[i][1],
+                   i + 1 < o->nredis_config ? "," : "");
+        printf("  (docs/scaling.md, \"Sizing\")\n");
+    }
+    printf("\n");
     if (o->instances > 1 || o->redis_masters > 0) {
         char redis[64];
         if (o->redis_masters > 0)
@@ -771,11 +839,16 @@ static int write_json(const char *path, const struct b_opts *o, const struct res
             "\"seed\": %llu, \"rate\": %.0f, \"partitions\": %d, \"out_partitions\": %d, "
             "\"rate_partitions\": %d, \"shards\": %d, \"time\": \"%s\", \"linger_ms\": %d, "
             "\"compression\": \"%s\", \"fetch_wait_ms\": %d, \"half_seconds\": %.0f, "
-            "\"warmup_seconds\": %.1f",
+            "\"warmup_seconds\": %.1f, \"workers\": %d, \"state_cache_mb\": %d",
             o->customers, (unsigned long long)o->events, o->mix[0], o->mix[1], o->mix[2],
             (unsigned long long)o->seed, o->rate, o->partitions, o->out_partitions,
             o->rate_partitions, o->shards, o->time_mode == B_TIME_HISTORY ? "history" : "live",
-            o->linger_ms, o->compression, o->fetch_wait_ms, o->half_seconds, o->warmup_seconds);
+            o->linger_ms, o->compression, o->fetch_wait_ms, o->half_seconds, o->warmup_seconds,
+            o->workers, o->state_cache_mb);
+    fprintf(f, ", \"redis_config\": {");
+    for (int i = 0; i < o->nredis_config; i++)
+        fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", o->redis_config[i][0], o->redis_config[i][1]);
+    fprintf(f, "}");
     if (o->instances > 1 || o->redis_masters > 0)
         fprintf(f, ", \"instances\": %d, \"redis_cluster_masters\": %d", o->instances,
                 o->redis_masters);
@@ -822,6 +895,7 @@ int main(int argc, char **argv)
         free(r);
         return 2;
     }
+    recommended_redis_config(&o);
     machine(r, &o);
     if (!o.quiet && o.instances > (o.rate > 0 ? o.rate_partitions : o.partitions))
         fprintf(stderr, "clvd_bench: %d instances for %d partition(s) per topic: some get none\n",

@@ -58,8 +58,12 @@ struct b_opts {
     int linger_ms;
     const char *compression;
     enum b_time_mode time_mode;
-    int fetch_wait_ms;          /* clvd's fetch.wait.max.ms (the mock does not cut waits short) */
-    char clvd_properties[1024]; /* more kafka.properties lines for clvd's config */
+    int fetch_wait_ms;           /* clvd's fetch.wait.max.ms (the mock does not cut waits short) */
+    char clvd_properties[1024];  /* more kafka.properties lines for clvd's config */
+    int workers, state_cache_mb; /* clvd's processing.*, -1 = its default */
+    /* CONFIG SET for every redis-server, max-rate, half-rate and ceiling alike */
+    char redis_config[8][2][64];
+    int nredis_config;
     int skip_ceiling, skip_half, skip_max;
     double half_seconds;
     double ceiling_seconds;
@@ -236,6 +240,8 @@ int b_redis_cluster_start(struct b_redis *r, const char *server, const char *cli
 /* Stops every server (one, or a cluster's masters). */
 void b_redis_stop(struct b_redis *r);
 redisContext *b_redis_connect(const struct b_redis *r, char *err, size_t errlen);
+/* CONFIG SET each of --redis-config's pairs on one server. */
+int b_redis_configure(redisContext *c, const struct b_opts *o, char *err, size_t errlen);
 /* Data nodes: 1 for one server, else the masters; node i's connection / pid. */
 int b_redis_nodes(const struct b_redis *r);
 redisContext *b_redis_connect_node(const struct b_redis *r, int i, char *err, size_t errlen);

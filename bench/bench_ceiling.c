@@ -383,7 +383,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
         b_redis_start(&redis, o->redis_server, dir, err, errlen) != 0)
         goto out;
     rc = b_redis_connect(&redis, err, errlen);
-    if (rc == NULL)
+    if (rc == NULL || b_redis_configure(rc, o, err, errlen) != 0)
         goto out;
     r = redisCommand(rc, "SCRIPT LOAD %s", clv_lua_apply);
     if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {

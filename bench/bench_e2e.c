@@ -521,6 +521,12 @@ static int write_config(const struct b_opts *o, const char *path, const char *bo
             "%s",
             bootstraps, o->fetch_wait_ms, o->clvd_properties);
     redis_yaml(f, redis, o->shards);
+    if (o->workers > 0 || o->state_cache_mb >= 0)
+        fprintf(f, "processing:\n");
+    if (o->workers > 0)
+        fprintf(f, "  workers: %d\n", o->workers);
+    if (o->state_cache_mb >= 0)
+        fprintf(f, "  state_cache_mb: %d\n", o->state_cache_mb);
     fprintf(f,
             "clock:\n"
             "  mode: %s\n"
@@ -613,11 +619,12 @@ struct rnodes {
     redisContext *c[B_CLUSTER_MAX];
 };
 
-static int rnodes_connect(struct rnodes *rn, const struct b_redis *r, char *err, size_t errlen)
+static int rnodes_connect(struct rnodes *rn, const struct b_redis *r, const struct b_opts *o,
+                          char *err, size_t errlen)
 {
     for (rn->n = 0; rn->n < b_redis_nodes(r); rn->n++) {
         rn->c[rn->n] = b_redis_connect_node(r, rn->n, err, errlen);
-        if (rn->c[rn->n] == NULL)
+        if (rn->c[rn->n] == NULL || b_redis_configure(rn->c[rn->n], o, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -1179,7 +1186,8 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     pr->limit = events ? events : UINT64_MAX;
 
     /* Redis, Kafka, clvd */
-    if (redis_start(o, dir, &redis, err, errlen) != 0 || rnodes_connect(&rn, &redis, err, errlen))
+    if (redis_start(o, dir, &redis, err, errlen) != 0 ||
+        rnodes_connect(&rn, &redis, o, err, errlen))
         goto out;
     if (mock_start(o, &host, &mc, bootstraps, sizeof(bootstraps), err, errlen) != 0)
         goto out;

@@ -323,6 +323,24 @@ redisContext *b_redis_connect(const struct b_redis *r, char *err, size_t errlen)
     return c;
 }
 
+int b_redis_configure(redisContext *c, const struct b_opts *o, char *err, size_t errlen)
+{
+    for (int i = 0; i < o->nredis_config; i++) {
+        redisReply *r =
+            redisCommand(c, "CONFIG SET %s %s", o->redis_config[i][0], o->redis_config[i][1]);
+        int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (!ok)
+            clv_seterr(err, errlen, "redis CONFIG SET %s %s: %s", o->redis_config[i][0],
+                       o->redis_config[i][1],
+                       r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+        if (r)
+            freeReplyObject(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
 int b_redis_start(struct b_redis *r, const char *bin, const char *dir, char *err, size_t errlen)
 {
     char *argv[20];

@@ -84,8 +84,7 @@ static double log_sum_exp(double u, double v)
 double clv_bgnbd_loglik(const struct clv_bgnbd *m, double x, double t_x, double T)
 {
     double r = m->r, alpha = m->alpha, a = m->a, b = m->b;
-    double head =
-        lgam(r + x) - lgam(r) + r * log(alpha) + lgam(a + b) - lgam(b) - lgam(a + b + x);
+    double head = lgam(r + x) - lgam(r) + r * log(alpha) + lgam(a + b) - lgam(b) - lgam(a + b + x);
     /* A1: still alive at T; A2: dropped out right after the last purchase. */
     double a1 = lgam(b + x) - (r + x) * log(alpha + T);
 
@@ -163,8 +162,8 @@ double clv_gg_loglik(const struct clv_gamma_gamma *m, double x, double m_x)
     double px = m->p * x;
 
     /* density of the mean of x gamma(p, nu) spends, nu ~ gamma(q, gamma) */
-    return lgam(px + m->q) - lgam(px) - lgam(m->q) + m->q * log(m->gamma) +
-           (px - 1.0) * log(m_x) + px * log(x) - (px + m->q) * log(m->gamma + m_x * x);
+    return lgam(px + m->q) - lgam(px) - lgam(m->q) + m->q * log(m->gamma) + (px - 1.0) * log(m_x) +
+           px * log(x) - (px + m->q) * log(m->gamma + m_x * x);
 }
 
 double clv_gg_expected_spend(const struct clv_gamma_gamma *m, double x, double m_x)

@@ -1860,7 +1860,8 @@ static const struct field clock_fields[] = {
     END};
 
 static const struct field processing_fields[] = {
-    NUM("workers", K_INT, OFF(processing_workers), 0, 1, 16), END};
+    NUM("workers", K_INT, OFF(processing_workers), 0, 1, 16),
+    NUM("state_cache_mb", K_INT, OFF(processing_state_cache_mb), 0, 0, 4096), END};
 
 static const struct field at_risk_fields[] = {
     NUM("min_gap_days", K_DOUBLE, OFF(lifecycle.at_risk_min_gap_days), F_LO_OPEN, 0, 3650),
@@ -2299,6 +2300,7 @@ static void clock_and_lifecycle_defaults(struct clv_config *cfg)
     cfg->clock.max_held_events = 1000000;
     cfg->clock.max_future_skew = 5 * CLV_MS_PER_MIN;
     cfg->processing_workers = 2;
+    cfg->processing_state_cache_mb = 4;
     cfg->lifecycle = (struct clv_lifecycle_config){
         .at_risk_min_gap_days = 14,
         .at_risk_gap_factor = 2.0,

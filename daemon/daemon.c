@@ -42,7 +42,12 @@ static void on_signal(int sig)
         stop_requested = 1;
 }
 
-#define BATCH_MAX 2000 /* events, or customers, in one worker's batch */
+/* Events, or customers, in one worker's batch.  Only a backlog fills it (at
+ * lower rates a batch is what arrived while the last one was applied); then
+ * a larger batch merges more events per customer and more customers per
+ * apply.lua call.  Measured (performance.md): 2000 -> 6000 took Redis from
+ * 5.8 to 4.7 us per event; 12000 gained nothing more and cost 15 MB RSS. */
+#define BATCH_MAX 6000
 #define SHUTDOWN_GRACE_MS 6000
 /* A failed batch is tried again this often (the store's backoff spaces the
  * reconnects themselves). */

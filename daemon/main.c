@@ -1,6 +1,8 @@
 /* main.c -- the clvd command line. */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -48,6 +50,14 @@ int main(int argc, char **argv)
     };
     struct clvd_options opt = {DEFAULT_CONFIG, 0};
     int ch;
+
+    /* glibc gives every thread that allocates an arena of its own, up to 8
+     * per core; librdkafka's threads, the workers and the metrics server
+     * then each keep freed memory the others cannot reuse.  Two arenas cut
+     * the peak RSS by about 10 MB at the same throughput (performance.md).
+     * MALLOC_ARENA_MAX in the environment still wins. */
+    if (getenv("MALLOC_ARENA_MAX") == NULL)
+        mallopt(M_ARENA_MAX, 2);
 
     /* "+": stop at the first non-option, so "clvd demo --fast" leaves
      * --fast to the demo */

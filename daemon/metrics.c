@@ -154,6 +154,8 @@ void metrics_add_batch(struct clv_metrics *m, const struct clv_batch_stats *s)
     m->conflicts += s->conflicts;
     m->customer_updates += s->updates;
     m->apply_calls += s->calls;
+    m->cache_hits += s->cache_hits;
+    m->state_reads += s->state_reads;
     m->tier_changes += s->tier_changes;
     for (int f = 0; f <= CLV_STAGE_COUNT; f++)
         for (int t = 0; t < CLV_STAGE_COUNT; t++)
@@ -438,6 +440,12 @@ static void render_input(const struct clv_metrics *m, struct clv_sbuf *b)
                m->customer_updates);
     simple_u64(b, "clvd_apply_calls_total", "counter",
                "apply.lua calls (each writes the batch's customers of one shard).", m->apply_calls);
+    simple_u64(b, "clvd_state_cache_hits_total", "counter",
+               "Customer states taken from the workers' state caches instead of a GET.",
+               m->cache_hits);
+    simple_u64(b, "clvd_state_reads_total", "counter",
+               "Customer states read from Redis with GET (cache misses and new customers).",
+               m->state_reads);
 }
 
 static void render_lifecycle(const struct clv_metrics *m, struct clv_sbuf *b)

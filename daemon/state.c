@@ -20,7 +20,8 @@ void batch_init(struct clv_batch *b)
 
 void batch_free(struct clv_batch *b)
 {
-    free(b->events);
+    sbuf_free(&b->evbuf);
+    free(b->ev_off);
     free(b->ev_next);
     free(b->items);
     free(b->index);
@@ -40,6 +41,7 @@ void batch_free(struct clv_batch *b)
 void batch_reset(struct clv_batch *b)
 {
     b->nevents = b->nitems = b->nmsgs = b->ntrs = 0;
+    sbuf_reset(&b->evbuf);
     if (b->index)
         memset(b->index, -1, sizeof(int) * (size_t)b->index_cap);
     sbuf_reset(&b->out);
@@ -116,14 +118,73 @@ static struct clv_item *item_for(struct clv_batch *b, const char *id, size_t idl
     return it;
 }
 
+/* An event as a batch keeps it; event id and channel follow it. */
+struct packed_event {
+    clv_ms ts, received, src_ts;
+    double amount;
+    int64_t src_offset, src_frontier;
+    int32_t src_partition;
+    int8_t type, src_topic;
+    uint8_t event_id_len, channel_len;
+};
+
+static void pack_event(struct clv_sbuf *buf, const struct clv_event *ev)
+{
+    size_t chlen = strlen(ev->channel);
+    struct packed_event p = {ev->ts,
+                             ev->received,
+                             ev->src_ts,
+                             ev->amount,
+                             ev->src_offset,
+                             ev->src_frontier,
+                             ev->src_partition,
+                             (int8_t)ev->type,
+                             ev->src_topic,
+                             (uint8_t)ev->event_id_len,
+                             (uint8_t)chlen};
+
+    sbuf_append(buf, &p, sizeof(p));
+    sbuf_append(buf, ev->event_id, ev->event_id_len);
+    sbuf_append(buf, ev->channel, chlen);
+}
+
+/* Into b->ev, with the customer id of the item the event belongs to. */
+static const struct clv_event *unpack_event(struct clv_batch *b, int e, const struct clv_item *it)
+{
+    const char *at = b->evbuf.buf + b->ev_off[e];
+    struct clv_event *ev = &b->ev;
+    struct packed_event p;
+
+    memcpy(&p, at, sizeof(p));
+    at += sizeof(p);
+    ev->type = (enum clv_event_type)p.type;
+    ev->ts = p.ts;
+    ev->received = p.received;
+    ev->amount = p.amount;
+    memcpy(ev->event_id, at, p.event_id_len);
+    ev->event_id[p.event_id_len] = '\0';
+    ev->event_id_len = p.event_id_len;
+    memcpy(ev->channel, at + p.event_id_len, p.channel_len);
+    ev->channel[p.channel_len] = '\0';
+    memcpy(ev->customer_id, it->id, it->idlen + 1);
+    ev->customer_id_len = it->idlen;
+    ev->src_topic = p.src_topic;
+    ev->src_partition = p.src_partition;
+    ev->src_offset = p.src_offset;
+    ev->src_frontier = p.src_frontier;
+    ev->src_ts = p.src_ts;
+    return ev;
+}
+
 void batch_add_event(struct clv_batch *b, const struct clv_event *ev, uint32_t shards)
 {
     struct clv_item *it = item_for(b, ev->customer_id, ev->customer_id_len, shards);
     int cap = b->events_cap;
 
-    b->events = grow(b->events, &b->events_cap, b->nevents + 1, sizeof(*b->events));
+    b->ev_off = grow(b->ev_off, &b->events_cap, b->nevents + 1, sizeof(*b->ev_off));
     b->ev_next = grow(b->ev_next, &cap, b->nevents + 1, sizeof(*b->ev_next));
-    b->events[b->nevents] = *ev;
+    b->ev_off[b->nevents] = b->evbuf.len;
+    pack_event(&b->evbuf, ev);
     if (ev->src_ts > 0 && (it->input_ts == 0 || ev->src_ts < it->input_ts))
         it->input_ts = ev->src_ts;
     b->ev_next[b->nevents] = -1;
@@ -210,6 +271,8 @@ static int read_states(struct clv_store *st, struct clv_batch *b, int *miss, cha
     for (int i = 0; i < b->nitems; i++)
         if (!from_cache(b, &b->items[i]))
             miss[nmiss++] = i;
+    b->stats.cache_hits += (uint64_t)(b->nitems - nmiss);
+    b->stats.state_reads += (uint64_t)nmiss;
     if (nmiss == 0)
         return 0;
     t0 = store_pipeline_begin();
@@ -290,7 +353,7 @@ static int compute_item(struct clv_batch *b, int item, const struct clv_rules *r
     it->tr_first = b->ntrs;
     for (int e = it->ev_head; e >= 0; e = b->ev_next[e]) {
         b->tr.n = 0;
-        if (stages_apply_event(c, rules, &b->events[e], &b->tr) == CLV_DUPLICATE) {
+        if (stages_apply_event(c, rules, unpack_event(b, e, it), &b->tr) == CLV_DUPLICATE) {
             it->n_duplicates++;
             continue;
         }

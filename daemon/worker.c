@@ -190,7 +190,7 @@ static int init_worker(struct clv_workers *p, int i, int n, char *err, size_t er
     job_init(&w->jobs[1]);
     w->filling = &w->jobs[0];
     /* one cache for both jobs: only this worker's thread applies them */
-    if (cache_init(&w->cache, CLV_STATE_CACHE_BYTES / (size_t)n) != 0) {
+    if (cache_init(&w->cache, ((size_t)p->cfg->processing_state_cache_mb << 20) / (size_t)n) != 0) {
         clv_seterr(err, errlen, "worker %d: no memory for the state cache", i + 1);
         return -1;
     }

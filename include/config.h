@@ -118,7 +118,8 @@ struct clv_config {
     struct clv_kafka_config kafka;
     struct clv_redis_config redis;
     struct clv_clock_config clock;
-    int processing_workers; /* threads applying batches to Redis; 1..16, default 2 */
+    int processing_workers;        /* threads applying batches to Redis; 1..16, default 2 */
+    int processing_state_cache_mb; /* the workers' state caches together; 0 = none */
     struct clv_lifecycle_config lifecycle;
     clv_ms dedupe_window;
     int dedupe_max_ids; /* event ids remembered per customer; 1..64, default 16 */

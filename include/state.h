@@ -56,8 +56,9 @@ struct clv_batch_msg {
 
 struct clv_batch_stats {
     uint64_t applied, duplicates, conflicts;
-    uint64_t updates; /* customers written (compare-and-set applied) */
-    uint64_t calls;   /* apply.lua calls (each: the customers of one shard) */
+    uint64_t updates;                 /* customers written (compare-and-set applied) */
+    uint64_t calls;                   /* apply.lua calls (each: the customers of one shard) */
+    uint64_t cache_hits, state_reads; /* states taken from the cache, read with GET */
     uint64_t transitions[CLV_STAGE_COUNT + 1][CLV_STAGE_COUNT]; /* [from+1][to] */
     uint64_t tier_changes;
 };
@@ -84,9 +85,13 @@ struct clv_trpair {
 };
 
 struct clv_batch {
-    struct clv_event *events;
-    int *ev_next;
+    /* the events, packed (a fixed head, then event id and channel; the
+     * customer id is the item's): a fifth of a struct clv_event each */
+    struct clv_sbuf evbuf;
+    size_t *ev_off; /* event -> its offset in evbuf */
+    int *ev_next;   /* event -> the customer's next one, -1 none */
     int nevents, events_cap;
+    struct clv_event ev; /* scratch: the event being applied, unpacked */
     struct clv_item *items;
     int nitems, items_cap;
     int *index; /* open addressing: customer id -> item */

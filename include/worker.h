@@ -31,8 +31,6 @@
 #include "store.h"
 
 #define CLV_MAX_WORKERS 16
-/* The workers' state caches together (design.md, "The state cache"). */
-#define CLV_STATE_CACHE_BYTES (16u << 20)
 
 /* A batch and what the main thread needs once it is applied. */
 struct clv_job {
@@ -101,7 +99,7 @@ struct clv_workers {
 
 /* Start n (1..CLV_MAX_WORKERS) workers, each connecting to Redis on its own
  * (store_ensure with backoff, again whenever it is idle and disconnected)
- * and with its share of CLV_STATE_CACHE_BYTES of state cache.
+ * and with its share of processing.state_cache_mb of state cache.
  * The threads block every signal: the main thread handles them. */
 int workers_start(struct clv_workers *p, int n, const struct clv_config *cfg,
                   const struct clv_rules *rules, const struct clv_log *lg, char *err,

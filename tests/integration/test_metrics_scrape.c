@@ -631,7 +631,29 @@ static void check_outputs(struct fixture *f, const struct figures *x)
         fail_msg("%d problem(s) between the outputs and the counters (see above)", problems);
 }
 
-static void check_idle_figures(struct fixture *f)
+/* Every customer update started from a state: read with GET or taken from
+ * a worker's cache.  Each customer's first one is a GET (nothing cached
+ * yet), and the later phases update customers the earlier ones wrote, on
+ * the same connection, so some come from the cache. */
+static void check_state_reads(const struct prom_page *p, const struct figures *x)
+{
+    double reads, hits, updates;
+
+    if (!prom_get(p, "clvd_state_reads_total", "", &reads) ||
+        !prom_get(p, "clvd_state_cache_hits_total", "", &hits) ||
+        !prom_get(p, "clvd_customer_updates_total", "", &updates))
+        fail_msg("clvd_state_reads_total, clvd_state_cache_hits_total or "
+                 "clvd_customer_updates_total missing");
+    if (reads + hits < updates)
+        fail_msg("state reads %g + cache hits %g < customer updates %g", reads, hits, updates);
+    if (reads < total_customers(x))
+        fail_msg("state reads %g < customers %g: a first update without a GET", reads,
+                 total_customers(x));
+    if (hits == 0)
+        fail_msg("no state came from the cache although customers were updated again");
+}
+
+static void check_idle_figures(struct fixture *f, const struct figures *x)
 {
     double v;
 
@@ -650,6 +672,7 @@ static void check_idle_figures(struct fixture *f)
                  (double)h_ts("2025-06-01T00:00:00Z") / 1000.0);
     if (prom_count(&f->last, "clvd_build_info") != 1 || prom_sum(&f->last, "clvd_build_info") != 1)
         fail_msg("clvd_build_info: want one series of value 1");
+    check_state_reads(&f->last, x);
 }
 
 /* ---- the test ------------------------------------------------------------------ */
@@ -730,7 +753,7 @@ static void test_metrics_scrape(void **state)
         if (problems)
             fail_msg("the figures moved after everything was applied");
     }
-    check_idle_figures(f);
+    check_idle_figures(f, &x);
     check_outputs(f, &x);
 
     rc = prom_promtool_check(f->last_text, strlen(f->last_text), err, sizeof(err));

@@ -119,6 +119,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.clock.max_held_events, 1000000);
     assert_int_equal(c.clock.max_future_skew, 5 * CLV_MS_PER_MIN);
     assert_int_equal(c.processing_workers, 2);
+    assert_int_equal(c.processing_state_cache_mb, 4);
     assert_true(c.lifecycle.at_risk_min_gap_days == 14);
     assert_true(c.lifecycle.at_risk_gap_factor == 2.0);
     assert_true(c.lifecycle.at_risk_default_gap_days == 30);
@@ -310,6 +311,7 @@ static const char every_key_block[] = "kafka:\n"
                                       "  max_future_skew: 1h\n"
                                       "processing:\n"
                                       "  workers: 5\n"
+                                      "  state_cache_mb: 0\n"
                                       "lifecycle:\n"
                                       "  at_risk:\n"
                                       "    min_gap_days: 10\n"
@@ -386,7 +388,7 @@ static const char every_key_flow[] =
     "   cluster: false, seeds: [\"s1:7000\", \"[::1]:7001\"]},\n"
     " clock: {mode: event, lateness: 10s, idle_after: 1500ms, max_held_events: 5000,\n"
     "   max_future_skew: 1h},\n"
-    " processing: {workers: 5},\n"
+    " processing: {workers: 5, state_cache_mb: 0},\n"
     " lifecycle: {at_risk: {min_gap_days: 10, gap_factor: 3.5, default_gap_days: 20,\n"
     "   p_alive_below: 0.25}, dormant_after_days: 45, churned_after_days: 120.5,\n"
     "   loyal: {min_purchases: 7, window_days: 90}},\n"
@@ -448,6 +450,7 @@ static void assert_clock_lifecycle_set(const struct clv_config *c)
     assert_int_equal(c->clock.max_held_events, 5000);
     assert_int_equal(c->clock.max_future_skew, CLV_MS_PER_HOUR);
     assert_int_equal(c->processing_workers, 5);
+    assert_int_equal(c->processing_state_cache_mb, 0);
     assert_true(c->lifecycle.at_risk_min_gap_days == 10);
     assert_true(c->lifecycle.at_risk_gap_factor == 3.5);
     assert_true(c->lifecycle.at_risk_default_gap_days == 20);
@@ -614,6 +617,12 @@ static void test_out_of_range(void **state)
                  "t.yaml:1:23: processing.workers: 0 is out of range (must be between 1 and 16)");
     expect_error("processing:\n  workers: 17\n",
                  "t.yaml:2:12: processing.workers: 17 is out of range (must be between 1 and 16)");
+    expect_error("processing:\n  state_cache_mb: 5000\n",
+                 "t.yaml:2:19: processing.state_cache_mb: 5000 is out of range (must be between 0 "
+                 "and 4096)");
+    expect_error("processing: {state_cache_mb: -1}\n",
+                 "t.yaml:1:30: processing.state_cache_mb: -1 is out of range (must be between 0 "
+                 "and 4096)");
     expect_error("kafka: {max_message_bytes: 100}\n",
                  "t.yaml:1:28: kafka.max_message_bytes: 100 is out of range (must be between 1024 "
                  "and 1000000000)");
