@@ -15,12 +15,13 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redis_procs.h"
 #include "sbuf.h"
 
 #define B_ERRLEN 512
 #define B_PATHLEN 256
-#define B_MAX_INSTANCES 8 /* clvd processes of one run (--instances) */
-#define B_CLUSTER_MAX 8   /* masters of a Redis Cluster (--redis-cluster) */
+#define B_MAX_INSTANCES 8            /* clvd processes of one run (--instances) */
+#define B_CLUSTER_MAX RP_CLUSTER_MAX /* masters of a Redis Cluster (--redis-cluster) */
 
 /* Default topic names (SPEC section 11); the bench writes no topic names
  * into clvd's config, so these are the ones clvd uses. */
@@ -189,17 +190,15 @@ void b_sleep(double seconds);
 int b_tmpdir(const char *parent, char *out, size_t outlen, char *err, size_t errlen);
 void b_rmtree(const char *dir);
 
-/* fork + exec with stdout/stderr appended to `log` (NULL: inherit) and
- * PR_SET_PDEATHSIG(SIGKILL), so the child dies with the bench. */
+/* rp_spawn (support/redis_procs.h): stdout/stderr appended to `log` (NULL:
+ * inherit), a process group of its own and PR_SET_PDEATHSIG(SIGKILL), so the
+ * child dies with the bench. */
 int b_spawn(char *const argv[], const char *log, pid_t *pid, char *err, size_t errlen);
 /* SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit status
  * (0..255), 128+signal, or -1 if it was not running. */
 int b_stop(pid_t pid, double grace);
 int b_alive(pid_t pid);
-void b_tail(const char *path, size_t bytes, const char *title);
-
-/* Run a tool to its end (stdout/stderr to `log`); 0 if it exited with 0. */
-int b_run_tool(char *const argv[], const char *log, double timeout, char *err, size_t errlen);
+void b_tail(const char *path, size_t bytes, const char *title); /* to stderr */
 
 /* SIGINT / SIGTERM make b_interrupted() true (once; a second signal kills
  * as usual, and the children die with the bench: PR_SET_PDEATHSIG). */
@@ -213,28 +212,22 @@ double b_self_cpu(void);
 /* CPU seconds all processes spent so far (/proc/stat, busy time). */
 double b_system_busy(void);
 
-struct b_redis_node {
-    pid_t pid;
-    int port; /* on 127.0.0.1; its cluster bus is port + 10000 */
-    char log[B_PATHLEN + 32];
-};
-
 struct b_redis {
     pid_t pid; /* one server; 0 for a cluster */
     char dir[B_PATHLEN];
-    char socket[B_PATHLEN]; /* one server; "" for a cluster */
-    char log[B_PATHLEN + 32];
-    int masters; /* 0: one server on `socket`; N: a cluster, node[0..N-1] */
-    struct b_redis_node node[B_CLUSTER_MAX];
+    char socket[B_PATHLEN];             /* one server; "" for a cluster */
+    char log[RP_PATHLEN];               /* redis.log, or the first master's */
+    int masters;                        /* 0: one server on `socket`; N: a cluster, node[0..N-1] */
+    struct rp_node node[B_CLUSTER_MAX]; /* port, pid, log of each master */
 };
 
 /* Start redis-server on a unix socket in `dir` (persistence off); returns
  * when it answers PING. */
 int b_redis_start(struct b_redis *r, const char *bin, const char *dir, char *err, size_t errlen);
-/* A Redis Cluster of `masters` redis-servers (cluster-enabled, persistence
- * off) on free loopback ports whose bus ports are free too, joined with
- * `redis-cli --cluster create` (no replicas); returns once every master
- * reports cluster_state:ok, all slots assigned and every master known. */
+/* A Redis Cluster of `masters` redis-servers (rp_cluster_start: cluster-enabled,
+ * persistence off, free loopback ports, `redis-cli --cluster create` with no
+ * replicas); returns once every master reports cluster_state:ok and all
+ * agree on the slot map. */
 int b_redis_cluster_start(struct b_redis *r, const char *server, const char *cli, int masters,
                           const char *dir, char *err, size_t errlen);
 /* Stops every server (one, or a cluster's masters). */

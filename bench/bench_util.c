@@ -6,18 +6,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,71 +73,21 @@ int b_tmpdir(const char *parent, char *out, size_t outlen, char *err, size_t err
     return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void b_rmtree(const char *dir)
 {
-    if (dir[0] == '\0')
-        return;
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    rmdir(dir); /* again, should a file have gone away after the walk */
+    rp_rmtree(dir);
 }
 
 void b_tail(const char *path, size_t bytes, const char *title)
 {
-    FILE *f = fopen(path, "r");
-    char buf[4096];
-    long size;
-    size_t n;
-
-    if (f == NULL)
-        return;
-    fseek(f, 0, SEEK_END);
-    size = ftell(f);
-    fseek(f, size > (long)bytes ? size - (long)bytes : 0, SEEK_SET);
-    fprintf(stderr, "---- %s (%s, last %zu bytes) ----\n", title, path, bytes);
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, stderr);
-    fprintf(stderr, "---- end of %s ----\n", title);
-    fclose(f);
+    rp_dump_file(path, title, bytes, stderr);
 }
 
 /* ---- processes ------------------------------------------------------------------ */
 
 int b_spawn(char *const argv[], const char *log, pid_t *pid, char *err, size_t errlen)
 {
-    pid_t parent = getpid(), p = fork();
-
-    if (p < 0) {
-        clv_seterr(err, errlen, "fork: %s", strerror(errno));
-        return -1;
-    }
-    if (p == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if (log) {
-            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-            if (fd >= 0) {
-                dup2(fd, 1);
-                dup2(fd, 2);
-                close(fd);
-            }
-        }
-        signal(SIGPIPE, SIG_DFL);
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    *pid = p;
-    return 0;
+    return rp_spawn(argv, log, pid, err, errlen);
 }
 
 int b_alive(pid_t pid)
@@ -153,63 +99,16 @@ int b_alive(pid_t pid)
     return waitpid(pid, &status, WNOHANG) == 0;
 }
 
-static int exit_code(int status)
+int b_stop(pid_t pid, double grace)
 {
+    int status = rp_stop(pid, SIGTERM, (int)(grace * 1000));
+
+    if (status < 0)
+        return -1;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
-    return -1;
-}
-
-int b_stop(pid_t pid, double grace)
-{
-    double deadline = b_mono() + grace;
-    int status;
-    pid_t w;
-
-    if (pid <= 0)
-        return -1;
-    if (kill(pid, SIGTERM) != 0 && errno == ESRCH) {
-        w = waitpid(pid, &status, WNOHANG);
-        return w == pid ? exit_code(status) : -1;
-    }
-    while (b_mono() < deadline) {
-        w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            return exit_code(status);
-        if (w < 0)
-            return -1;
-        b_sleep(0.02);
-    }
-    kill(pid, SIGKILL);
-    if (waitpid(pid, &status, 0) == pid)
-        return exit_code(status);
-    return -1;
-}
-
-int b_run_tool(char *const argv[], const char *log, double timeout, char *err, size_t errlen)
-{
-    double deadline = b_mono() + timeout;
-    int status;
-    pid_t pid, w;
-
-    if (b_spawn(argv, log, &pid, err, errlen) != 0)
-        return -1;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && b_mono() < deadline)
-        b_sleep(0.05);
-    if (w == 0) {
-        b_stop(pid, 1);
-        clv_seterr(err, errlen, "%s %s did not finish within %.0f s (log: %s)", argv[0],
-                   argv[1] ? argv[1] : "", timeout, log ? log : "-");
-        return -1;
-    }
-    if (w == pid && exit_code(status) == 0)
-        return 0;
-    if (log)
-        b_tail(log, 2000, argv[0]);
-    clv_seterr(err, errlen, "%s %s failed (exit %d; log: %s)", argv[0], argv[1] ? argv[1] : "",
-               w == pid ? exit_code(status) : -1, log ? log : "-");
     return -1;
 }
 
@@ -310,17 +209,7 @@ double b_system_busy(void)
 
 redisContext *b_redis_connect(const struct b_redis *r, char *err, size_t errlen)
 {
-    struct timeval tv = {10, 0};
-    redisContext *c = redisConnectUnixWithTimeout(r->socket, tv);
-
-    if (c == NULL || c->err) {
-        clv_seterr(err, errlen, "redis connect %s: %s", r->socket, c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
+    return rp_connect(r->socket, 0, 10000, err, errlen);
 }
 
 int b_redis_configure(redisContext *c, const struct b_opts *o, char *err, size_t errlen)
@@ -343,71 +232,25 @@ int b_redis_configure(redisContext *c, const struct b_opts *o, char *err, size_t
 
 int b_redis_start(struct b_redis *r, const char *bin, const char *dir, char *err, size_t errlen)
 {
-    char *argv[20];
-    int n = 0;
-    double deadline;
+    /* r->socket and r->dir are filled in below, before the spawn */
+    char *argv[] = {(char *)bin, "--port",           "0",   "--unixsocket",
+                    r->socket,   "--unixsocketperm", "700", "--save",
+                    "",          "--appendonly",     "no",  "--dir",
+                    r->dir,      "--daemonize",      "no",  NULL};
 
     memset(r, 0, sizeof(*r));
     snprintf(r->dir, sizeof(r->dir), "%s", dir);
     snprintf(r->socket, sizeof(r->socket), "%s/redis.sock", dir);
     snprintf(r->log, sizeof(r->log), "%s/redis.log", dir);
-    argv[n++] = (char *)bin;
-    argv[n++] = "--port";
-    argv[n++] = "0";
-    argv[n++] = "--unixsocket";
-    argv[n++] = r->socket;
-    argv[n++] = "--unixsocketperm";
-    argv[n++] = "700";
-    argv[n++] = "--save";
-    argv[n++] = "";
-    argv[n++] = "--appendonly";
-    argv[n++] = "no";
-    argv[n++] = "--dir";
-    argv[n++] = r->dir;
-    argv[n++] = "--logfile";
-    argv[n++] = r->log;
-    argv[n++] = "--daemonize";
-    argv[n++] = "no";
-    argv[n] = NULL;
-    if (b_spawn(argv, NULL, &r->pid, err, errlen) != 0)
-        return -1;
-    deadline = b_mono() + 10;
-    while (b_mono() < deadline) {
-        char e[B_ERRLEN];
-        redisContext *c;
-        if (!b_alive(r->pid)) {
-            r->pid = 0;
-            b_tail(r->log, 2000, "redis log");
-            clv_seterr(err, errlen, "redis-server (%s) exited at start", bin);
-            return -1;
-        }
-        c = b_redis_connect(r, e, sizeof(e));
-        if (c) {
-            redisReply *rep = redisCommand(c, "PING");
-            int ok = rep && rep->type == REDIS_REPLY_STATUS;
-            if (rep)
-                freeReplyObject(rep);
-            redisFree(c);
-            if (ok)
-                return 0;
-        }
-        b_sleep(0.02);
-    }
-    b_redis_stop(r);
-    clv_seterr(err, errlen, "redis-server did not answer PING within 10 s");
-    return -1;
+    return rp_redis_spawn(argv, r->log, r->socket, 0, &r->pid, err, errlen);
 }
 
 void b_redis_stop(struct b_redis *r)
 {
-    if (r->pid > 0)
-        b_stop(r->pid, 5);
+    rp_stop(r->pid, SIGTERM, 5000);
     r->pid = 0;
-    for (int i = 0; i < B_CLUSTER_MAX; i++) {
-        if (r->node[i].pid > 0)
-            b_stop(r->node[i].pid, 5);
-        r->node[i].pid = 0;
-    }
+    for (int i = 0; i < B_CLUSTER_MAX; i++)
+        rp_node_stop(&r->node[i]);
 }
 
 int b_redis_nodes(const struct b_redis *r)
@@ -433,22 +276,6 @@ double b_redis_cpu(const struct b_redis *r)
     return sum;
 }
 
-static redisContext *tcp_connect(int port, char *err, size_t errlen)
-{
-    struct timeval tv = {10, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-
-    if (c == NULL || c->err) {
-        clv_seterr(err, errlen, "redis connect 127.0.0.1:%d: %s", port,
-                   c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
-}
-
 redisContext *b_redis_connect_node(const struct b_redis *r, int i, char *err, size_t errlen)
 {
     if (r->masters > 0) {
@@ -456,7 +283,7 @@ redisContext *b_redis_connect_node(const struct b_redis *r, int i, char *err, si
             clv_seterr(err, errlen, "no master %d", i);
             return NULL;
         }
-        return tcp_connect(r->node[i].port, err, errlen);
+        return rp_connect(NULL, r->node[i].port, 10000, err, errlen);
     }
     if (i != 0) {
         clv_seterr(err, errlen, "no redis node %d", i);
@@ -465,186 +292,13 @@ redisContext *b_redis_connect_node(const struct b_redis *r, int i, char *err, si
     return b_redis_connect(r, err, errlen);
 }
 
-/* ---- Redis Cluster (the approach of tests/integration/harness.c) ------------------------ */
-
-/* Nobody listens on 127.0.0.1:port now (a race remains: the start is
- * retried on other ports if a server cannot bind). */
-static int port_free(int port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-
-    if (fd < 0)
-        return 0;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* n consecutive free ports in 20000..40000 whose bus ports (+10000) are free too. */
-static int pick_ports(int n, int *base)
-{
-    unsigned seed = (unsigned)getpid() ^ (unsigned)(b_wall_us() & 0xffffffff);
-
-    for (int attempt = 0; attempt < 200; attempt++) {
-        int p = 20000 + (int)(rand_r(&seed) % (unsigned)(20000 - n)), ok = 1;
-        for (int i = 0; i < n && ok; i++)
-            ok = port_free(p + i) && port_free(p + i + 10000);
-        if (ok) {
-            *base = p;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* One command's reply on master i (caller frees), or NULL. */
-static redisReply *node_command(const struct b_redis *r, int i, const char *cmd)
-{
-    redisContext *c = b_redis_connect_node(r, i, NULL, 0);
-    redisReply *rep;
-
-    if (c == NULL)
-        return NULL;
-    rep = redisCommand(c, cmd);
-    redisFree(c);
-    return rep;
-}
-
-static int node_spawn(struct b_redis *r, int i, const char *bin, char *err, size_t errlen)
-{
-    char port[16], conf[64], *argv[24];
-    int n = 0;
-    double deadline = b_mono() + 10;
-
-    snprintf(port, sizeof(port), "%d", r->node[i].port);
-    snprintf(conf, sizeof(conf), "nodes-%d.conf", r->node[i].port);
-    snprintf(r->node[i].log, sizeof(r->node[i].log), "%s/redis-%d.log", r->dir, r->node[i].port);
-    argv[n++] = (char *)bin;
-    argv[n++] = "--port";
-    argv[n++] = port;
-    argv[n++] = "--bind";
-    argv[n++] = "127.0.0.1";
-    argv[n++] = "--cluster-enabled";
-    argv[n++] = "yes";
-    argv[n++] = "--cluster-config-file";
-    argv[n++] = conf;
-    argv[n++] = "--cluster-node-timeout";
-    argv[n++] = "5000";
-    argv[n++] = "--save";
-    argv[n++] = "";
-    argv[n++] = "--appendonly";
-    argv[n++] = "no";
-    argv[n++] = "--dir";
-    argv[n++] = r->dir;
-    argv[n++] = "--logfile";
-    argv[n++] = r->node[i].log;
-    argv[n++] = "--daemonize";
-    argv[n++] = "no";
-    argv[n] = NULL;
-    if (b_spawn(argv, NULL, &r->node[i].pid, err, errlen) != 0)
-        return -1;
-    while (b_mono() < deadline) {
-        redisReply *rep = node_command(r, i, "PING");
-        int ok = rep && rep->type == REDIS_REPLY_STATUS;
-        if (rep)
-            freeReplyObject(rep);
-        if (ok)
-            return 0;
-        if (!b_alive(r->node[i].pid)) {
-            r->node[i].pid = 0;
-            clv_seterr(err, errlen, "redis-server on port %d exited at start (log: %s)",
-                       r->node[i].port, r->node[i].log);
-            return -1;
-        }
-        b_sleep(0.02);
-    }
-    clv_seterr(err, errlen, "redis-server on port %d did not answer PING within 10 s",
-               r->node[i].port);
-    return -1;
-}
-
-static int cluster_create(struct b_redis *r, const char *cli, char *err, size_t errlen)
-{
-    char addr[B_CLUSTER_MAX][32], log[B_PATHLEN + 32];
-    char *argv[B_CLUSTER_MAX + 8];
-    int argc = 0;
-
-    argv[argc++] = (char *)cli;
-    argv[argc++] = "--cluster";
-    argv[argc++] = "create";
-    for (int i = 0; i < r->masters; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", r->node[i].port);
-        argv[argc++] = addr[i];
-    }
-    argv[argc++] = "--cluster-replicas";
-    argv[argc++] = "0";
-    argv[argc++] = "--cluster-yes";
-    argv[argc] = NULL;
-    snprintf(log, sizeof(log), "%s/cluster-create.log", r->dir);
-    return b_run_tool(argv, log, 60, err, errlen);
-}
-
-/* A numeric field of a "field:value" text (CLUSTER INFO); -1 if absent. */
-static long long info_field(const char *text, const char *field)
-{
-    const char *p = strstr(text, field);
-    size_t n = strlen(field);
-
-    return p && p[n] == ':' ? strtoll(p + n + 1, NULL, 10) : -1;
-}
-
-/* Every master: cluster_state:ok, every slot assigned, every master known. */
-static int cluster_wait_ok(const struct b_redis *r, double timeout, char *err, size_t errlen)
-{
-    double deadline = b_mono() + timeout;
-
-    while (b_mono() < deadline) {
-        int ok = 1;
-        for (int i = 0; i < r->masters && ok; i++) {
-            redisReply *rep = node_command(r, i, "CLUSTER INFO");
-            ok = rep && rep->type == REDIS_REPLY_STRING &&
-                 strstr(rep->str, "cluster_state:ok") != NULL &&
-                 info_field(rep->str, "cluster_slots_assigned") == 16384 &&
-                 info_field(rep->str, "cluster_known_nodes") == r->masters;
-            if (rep)
-                freeReplyObject(rep);
-        }
-        if (ok)
-            return 0;
-        b_sleep(0.1);
-    }
-    clv_seterr(err, errlen, "the Redis Cluster did not reach cluster_state:ok within %.0f s",
-               timeout);
-    return -1;
-}
-
-static int cluster_start_once(struct b_redis *r, const char *server, const char *cli, char *err,
-                              size_t errlen)
-{
-    int base;
-
-    if (pick_ports(r->masters, &base) != 0) {
-        clv_seterr(err, errlen, "no free ports for %d masters in 20000..40000", r->masters);
-        return -1;
-    }
-    for (int i = 0; i < r->masters; i++) {
-        r->node[i].port = base + i;
-        if (node_spawn(r, i, server, err, errlen) != 0)
-            return -1;
-    }
-    if (cluster_create(r, cli, err, errlen) != 0)
-        return -1;
-    return cluster_wait_ok(r, 30, err, errlen);
-}
+/* ---- Redis Cluster ---------------------------------------------------------------------- */
 
 int b_redis_cluster_start(struct b_redis *r, const char *server, const char *cli, int masters,
                           const char *dir, char *err, size_t errlen)
 {
+    struct rp_cluster c = {server, cli, r->dir, masters, r->node}; /* r's, filled below */
+
     memset(r, 0, sizeof(*r));
     if (masters < 1 || masters > B_CLUSTER_MAX) {
         clv_seterr(err, errlen, "a cluster of %d masters: want 1 .. %d", masters, B_CLUSTER_MAX);
@@ -652,24 +306,10 @@ int b_redis_cluster_start(struct b_redis *r, const char *server, const char *cli
     }
     r->masters = masters;
     snprintf(r->dir, sizeof(r->dir), "%s", dir);
-    for (int attempt = 0; attempt < 3; attempt++) {
-        /* a port taken between the check and the bind: again elsewhere */
-        if (cluster_start_once(r, server, cli, err, errlen) == 0) {
-            snprintf(r->log, sizeof(r->log), "%s", r->node[0].log);
-            return 0;
-        }
-        fprintf(stderr, "bench: starting a Redis Cluster: %s%s\n", err,
-                attempt < 2 ? "; trying other ports" : "");
-        for (int i = 0; i < masters; i++) {
-            char conf[B_PATHLEN + 32];
-            if (r->node[i].pid > 0)
-                b_stop(r->node[i].pid, 5);
-            r->node[i].pid = 0;
-            snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", r->dir, r->node[i].port);
-            unlink(conf);
-        }
-    }
-    return -1;
+    if (rp_cluster_start(&c, err, errlen) != 0)
+        return -1;
+    snprintf(r->log, sizeof(r->log), "%s", r->node[0].log);
+    return 0;
 }
 
 int b_info_u64(redisContext *c, const char *section, const char *field, uint64_t *out)

@@ -15,11 +15,34 @@ uint32_t keys_shard_of(const char *id, size_t len, uint32_t shards)
     return (uint32_t)(h % shards);
 }
 
+/* Appends `s` (n bytes) at buf[at], within CLV_KEY_MAX - 1 bytes. */
+static size_t put(char *buf, size_t at, const char *s, size_t n)
+{
+    if (at + n > CLV_KEY_MAX - 1)
+        n = CLV_KEY_MAX - 1 - at;
+    memcpy(buf + at, s, n);
+    return at + n;
+}
+
+/* "<prefix>{s<shard>}:<suffix>", without printf: a few of these per
+ * customer update. */
 static size_t shard_key(char *buf, const char *prefix, uint32_t shard, const char *suffix)
 {
-    int n = snprintf(buf, CLV_KEY_MAX, "%s{s%u}:%s", prefix, shard, suffix);
+    char digits[10];
+    int i = (int)sizeof(digits);
+    size_t n;
 
-    return n < CLV_KEY_MAX ? (size_t)n : CLV_KEY_MAX - 1;
+    do {
+        digits[--i] = (char)('0' + shard % 10);
+        shard /= 10;
+    } while (shard > 0);
+    n = put(buf, 0, prefix, strlen(prefix));
+    n = put(buf, n, "{s", 2);
+    n = put(buf, n, digits + i, sizeof(digits) - (size_t)i);
+    n = put(buf, n, "}:", 2);
+    n = put(buf, n, suffix, strlen(suffix));
+    buf[n] = '\0';
+    return n;
 }
 
 size_t keys_customer(char *buf, const char *prefix, uint32_t shard, const char *id, size_t len)

@@ -430,9 +430,16 @@ static void arg_text(struct clv_cas_args *a, const char *p, size_t len)
 static void arg_int(struct clv_cas_args *a, long long v)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int i = (int)sizeof(buf);
 
-    arg_text(a, buf, (size_t)n);
+    do {
+        buf[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        buf[--i] = '-';
+    arg_text(a, buf + i, sizeof(buf) - (size_t)i);
 }
 
 static void resolve_args(struct clv_cas_args *a)

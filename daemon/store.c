@@ -110,6 +110,7 @@ void store_disconnect(struct clv_store *st)
         st->ctx = NULL;
     }
     cl_free(st);
+    sbuf_free(&st->resp);
 }
 
 /* hiredis 0.14: after an I/O or protocol error the context is unusable. */
@@ -219,7 +220,12 @@ void store_append_argv(struct clv_store *st, int argc, const char **argv, const 
     }
     if (st->ctx == NULL)
         return;
-    redisAppendCommandArgv(st->ctx, argc, argv, argvlen);
+    /* Formatted here, into a buffer kept from one command to the next:
+     * redisAppendCommandArgv allocates and printf-formats every command
+     * (measured: a tenth of a worker's time). */
+    sbuf_reset(&st->resp);
+    cluster_format_argv(&st->resp, argc, argv, argvlen);
+    redisAppendFormattedCommand(st->ctx, st->resp.buf, st->resp.len);
     st->commands++;
 }
 

@@ -24,6 +24,7 @@
 #include "common.h"
 #include "config.h"
 #include "log.h"
+#include "sbuf.h"
 
 struct clv_histogram;     /* metrics.h */
 struct clv_store_cluster; /* store.c: slot map, nodes, the pipeline in flight */
@@ -50,6 +51,7 @@ struct clv_store {
     uint64_t generation;       /* bumped on each new connection (to any node) */
     int fatal;                 /* Redis holds another deployment: never retry */
     struct clv_histogram *rtt; /* round-trip times, when the owner wants them */
+    struct clv_sbuf resp;      /* one command in RESP, reused (single-node pipelines) */
 };
 
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);

@@ -1,19 +1,12 @@
 /* harness.c -- building blocks of the clvd integration tests (see harness.h). */
-#define _GNU_SOURCE /* pipe2, vasprintf, nftw, strsignal, open_memstream */
+#define _GNU_SOURCE /* vasprintf, open_memstream */
 #include "harness.h"
 
 #include <errno.h>
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,20 +16,6 @@
 const char *const h_input_topics[] = {H_T_PURCHASES, H_T_LOGINS, H_T_VISITS, NULL};
 const char *const h_output_topics[] = {H_T_STAGE,  H_T_CHURN, H_T_WINBACK, H_T_TIER,
                                        H_T_ALERTS, H_T_DEAD,  NULL};
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int verbose(void)
 {
@@ -71,18 +50,12 @@ int64_t h_now_ms(void)
 
 int64_t h_mono_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return rp_mono_ms();
 }
 
 void h_sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
+    rp_sleep_ms(ms);
 }
 
 int64_t h_ts(const char *s)
@@ -136,23 +109,14 @@ int h_tmpdir_create(char *out, size_t outlen, char *err, size_t errlen)
     if (base == NULL || *base == '\0')
         base = "/tmp";
     if ((size_t)snprintf(out, outlen, "%s/clvd-it.XXXXXX", base) >= outlen) {
-        seterr(err, errlen, "temp dir name too long");
+        rp_seterr(err, errlen, "temp dir name too long");
         return -1;
     }
     if (mkdtemp(out) == NULL) {
-        seterr(err, errlen, "mkdtemp %s: %s", out, strerror(errno));
+        rp_seterr(err, errlen, "mkdtemp %s: %s", out, strerror(errno));
         out[0] = '\0';
         return -1;
     }
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
     return 0;
 }
 
@@ -166,7 +130,7 @@ void h_tmpdir_remove(const char *dir)
         fprintf(stderr, "[harness] keeping %s\n", dir);
         return;
     }
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rp_rmtree(dir);
 }
 
 int h_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
@@ -174,11 +138,11 @@ int h_write_file(const char *path, const void *data, size_t len, char *err, size
     FILE *f = fopen(path, "wb");
 
     if (f == NULL) {
-        seterr(err, errlen, "open %s: %s", path, strerror(errno));
+        rp_seterr(err, errlen, "open %s: %s", path, strerror(errno));
         return -1;
     }
     if (fwrite(data, 1, len, f) != len || fclose(f) != 0) {
-        seterr(err, errlen, "write %s: %s", path, strerror(errno));
+        rp_seterr(err, errlen, "write %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -186,211 +150,54 @@ int h_write_file(const char *path, const void *data, size_t len, char *err, size
 
 void h_dump_file(const char *path, const char *title, size_t tail_bytes, FILE *out)
 {
-    FILE *f;
-    long size;
-    char buf[4096];
-    size_t n;
-
-    if (path == NULL || path[0] == '\0')
-        return;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(out, "==== %s (%s): cannot open: %s\n", title, path, strerror(errno));
-        return;
-    }
-    fseek(f, 0, SEEK_END);
-    size = ftell(f);
-    if (size > (long)tail_bytes) {
-        fseek(f, size - (long)tail_bytes, SEEK_SET);
-        fprintf(out, "==== %s (%s), last %zu of %ld bytes:\n", title, path, tail_bytes, size);
-    } else {
-        fseek(f, 0, SEEK_SET);
-        fprintf(out, "==== %s (%s):\n", title, path);
-    }
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, out);
-    fprintf(out, "==== end of %s\n", title);
-    fclose(f);
-}
-
-/* ---- child processes ------------------------------------------------------- */
-
-/* Fork and exec argv with stdin from /dev/null and stdout+stderr appended to
- * `log`.  The child dies with SIGKILL if the test process dies.  An exec
- * failure is reported through a close-on-exec pipe. */
-static pid_t spawn(char *const argv[], const char *log, char *err, size_t errlen)
-{
-    int pfd[2], child_errno = 0;
-    pid_t parent = getpid(), pid;
-    ssize_t n;
-
-    if (pipe2(pfd, O_CLOEXEC) == -1) {
-        seterr(err, errlen, "pipe: %s", strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    pid = fork();
-    if (pid == -1) {
-        seterr(err, errlen, "fork: %s", strerror(errno));
-        close(pfd[0]);
-        close(pfd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        int fd;
-        close(pfd[0]);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        setpgid(0, 0); /* own process group: a ^C on the tests does not hit it first */
-        fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            close(fd);
-        }
-        fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        child_errno = errno;
-        if (write(pfd[1], &child_errno, sizeof(child_errno)) < 0) {
-            /* nothing more to do */
-        }
-        _exit(127);
-    }
-    close(pfd[1]);
-    do
-        n = read(pfd[0], &child_errno, sizeof(child_errno));
-    while (n == -1 && errno == EINTR);
-    close(pfd[0]);
-    if (n == (ssize_t)sizeof(child_errno)) {
-        waitpid(pid, NULL, 0);
-        seterr(err, errlen, "exec %s: %s", argv[0], strerror(child_errno));
-        return -1;
-    }
-    return pid;
-}
-
-/* Wait up to timeout_ms for pid; 1 if it was reaped (status filled). */
-static int wait_exit(pid_t pid, int timeout_ms, int *status)
-{
-    int64_t deadline = h_mono_ms() + timeout_ms;
-
-    for (;;) {
-        pid_t r = waitpid(pid, status, WNOHANG);
-        if (r == pid)
-            return 1;
-        if (r == -1 && errno != EINTR) {
-            *status = 0;
-            return 1; /* not our child any more */
-        }
-        if (h_mono_ms() >= deadline)
-            return 0;
-        h_sleep_ms(20);
-    }
-}
-
-static void describe_status(int status, char *buf, size_t len)
-{
-    if (WIFEXITED(status))
-        snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(buf, len, "wait status 0x%x", status);
+    rp_dump_file(path, title, tail_bytes, out);
 }
 
 /* ---- redis-server ---------------------------------------------------------- */
 
+/* $var, or dflt when it is unset or empty (REDIS_SERVER, REDIS_CLI). */
+static const char *bin_from_env(const char *var, const char *dflt)
+{
+    const char *b = getenv(var);
+
+    return b != NULL && *b != '\0' ? b : dflt;
+}
+
 static redisContext *redis_connect(const struct h_redis *r, char *err, size_t errlen)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectUnixWithTimeout(r->socket, tv);
-
-    if (c == NULL) {
-        seterr(err, errlen, "redis connect %s: out of memory", r->socket);
-        return NULL;
-    }
-    if (c->err) {
-        seterr(err, errlen, "redis connect %s: %s", r->socket, c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
+    return rp_connect(r->socket, 0, 2000, err, errlen);
 }
 
 static int redis_spawn(struct h_redis *r, char *err, size_t errlen)
 {
-    const char *bin = getenv("REDIS_SERVER");
-    char *argv[24];
-    int argc = 0;
-    int64_t deadline;
-    char perr[H_ERRLEN];
+    char *argv[] = {(char *)bin_from_env("REDIS_SERVER", "redis-server"),
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--unixsocket",
+                    r->socket,
+                    "--unixsocketperm",
+                    "700",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    r->persist ? "yes" : "no",
+                    "--appendfsync",
+                    "always",
+                    "--dir",
+                    r->dir,
+                    "--daemonize",
+                    "no",
+                    "--loglevel",
+                    "notice",
+                    NULL};
 
-    if (bin == NULL || *bin == '\0')
-        bin = "redis-server";
     unlink(r->socket);
-    argv[argc++] = (char *)bin;
-    argv[argc++] = "--port";
-    argv[argc++] = "0";
-    argv[argc++] = "--bind";
-    argv[argc++] = "127.0.0.1";
-    argv[argc++] = "--unixsocket";
-    argv[argc++] = r->socket;
-    argv[argc++] = "--unixsocketperm";
-    argv[argc++] = "700";
-    argv[argc++] = "--save";
-    argv[argc++] = "";
-    argv[argc++] = "--appendonly";
-    argv[argc++] = r->persist ? "yes" : "no";
-    argv[argc++] = "--appendfsync";
-    argv[argc++] = "always";
-    argv[argc++] = "--dir";
-    argv[argc++] = r->dir;
-    argv[argc++] = "--daemonize";
-    argv[argc++] = "no";
-    argv[argc++] = "--loglevel";
-    argv[argc++] = "notice";
-    argv[argc] = NULL;
-
-    r->pid = spawn(argv, r->log, err, errlen);
-    if (r->pid == -1) {
-        r->pid = 0;
+    if (rp_redis_spawn(argv, r->log, r->socket, 0, &r->pid, err, errlen) != 0)
         return -1;
-    }
-    deadline = h_mono_ms() + 10000;
-    for (;;) {
-        char reply[64];
-        int status;
-
-        if (h_redis_command(r, "PING", reply, sizeof(reply), perr, sizeof(perr)) == 0 &&
-            strcmp(reply, "PONG") == 0) {
-            say("redis-server pid %d on %s", (int)r->pid, r->socket);
-            return 0;
-        }
-        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
-            char how[96];
-            describe_status(status, how, sizeof(how));
-            r->pid = 0;
-            seterr(err, errlen, "redis-server exited at start (%s); see %s", how, r->log);
-            h_dump_file(r->log, "redis-server log", 4096, stderr);
-            return -1;
-        }
-        if (h_mono_ms() >= deadline) {
-            seterr(err, errlen, "redis-server did not answer PING within 10 s: %s", perr);
-            h_dump_file(r->log, "redis-server log", 4096, stderr);
-            kill(r->pid, SIGKILL);
-            waitpid(r->pid, NULL, 0);
-            r->pid = 0;
-            return -1;
-        }
-        h_sleep_ms(20);
-    }
+    say("redis-server pid %d on %s", (int)r->pid, r->socket);
+    return 0;
 }
 
 static int cluster_start(struct h_redis *r, char *err, size_t errlen);
@@ -408,7 +215,7 @@ int h_redis_start(struct h_redis *r, char *err, size_t errlen)
     if (strlen(r->dir) > 90 ||
         snprintf(r->socket, sizeof(r->socket), "%s/redis.sock", r->dir) >= (int)sizeof(r->socket) ||
         snprintf(r->log, sizeof(r->log), "%s/redis.log", r->dir) >= (int)sizeof(r->log)) {
-        seterr(err, errlen, "directory name too long for a unix socket: %s", r->dir);
+        rp_seterr(err, errlen, "directory name too long for a unix socket: %s", r->dir);
         return -1;
     }
     return redis_spawn(r, err, errlen);
@@ -416,15 +223,7 @@ int h_redis_start(struct h_redis *r, char *err, size_t errlen)
 
 static void redis_kill(struct h_redis *r, int sig)
 {
-    int status;
-
-    if (r->pid <= 0)
-        return;
-    kill(r->pid, sig);
-    if (!wait_exit(r->pid, 5000, &status)) {
-        kill(r->pid, SIGKILL);
-        waitpid(r->pid, &status, 0);
-    }
+    rp_stop(r->pid, sig, 5000);
     r->pid = 0;
 }
 
@@ -446,11 +245,11 @@ int h_redis_restart(struct h_redis *r, int hard, char *err, size_t errlen)
 int h_redis_restart_after(struct h_redis *r, int hard, int down_ms, char *err, size_t errlen)
 {
     if (r->dir[0] == '\0') {
-        seterr(err, errlen, "redis was never started");
+        rp_seterr(err, errlen, "redis was never started");
         return -1;
     }
     if (r->masters > 0) {
-        seterr(err, errlen, "restarting a cluster is not supported");
+        rp_seterr(err, errlen, "restarting a cluster is not supported");
         return -1;
     }
     redis_kill(r, hard ? SIGKILL : SIGTERM);
@@ -477,7 +276,7 @@ int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_
          tok = strtok_r(NULL, " ", &save))
         argv[argc++] = tok;
     if (argc == 0) {
-        seterr(err, errlen, "empty redis command");
+        rp_seterr(err, errlen, "empty redis command");
         return -1;
     }
     if (r->masters > 0)
@@ -487,12 +286,12 @@ int h_redis_command(const struct h_redis *r, const char *cmd, char *reply, size_
         return -1;
     rep = redisCommandArgv(c, argc, argv, NULL);
     if (rep == NULL) {
-        seterr(err, errlen, "redis %s: %s", argv[0], c->errstr);
+        rp_seterr(err, errlen, "redis %s: %s", argv[0], c->errstr);
         goto out;
     }
     switch (rep->type) {
     case REDIS_REPLY_ERROR:
-        seterr(err, errlen, "redis %s: %s", argv[0], rep->str);
+        rp_seterr(err, errlen, "redis %s: %s", argv[0], rep->str);
         goto out;
     case REDIS_REPLY_STATUS:
     case REDIS_REPLY_STRING:
@@ -515,13 +314,6 @@ out:
 }
 
 /* ---- Redis Cluster ------------------------------------------------------------ */
-
-static const char *bin_from_env(const char *var, const char *dflt)
-{
-    const char *b = getenv(var);
-
-    return b != NULL && *b != '\0' ? b : dflt;
-}
 
 /* 0 if `bin` (a path, or a name looked up in PATH) is executable. */
 static int executable(const char *bin)
@@ -548,8 +340,8 @@ int h_redis_cluster_tools(char *err, size_t errlen)
     const char *cli = bin_from_env("REDIS_CLI", "redis-cli");
 
     if (executable(server) != 0 || executable(cli) != 0) {
-        seterr(err, errlen, "%s not found (a Redis Cluster needs redis-server and redis-cli)",
-               executable(server) != 0 ? server : cli);
+        rp_seterr(err, errlen, "%s not found (a Redis Cluster needs redis-server and redis-cli)",
+                  executable(server) != 0 ? server : cli);
         return -1;
     }
     return 0;
@@ -590,56 +382,20 @@ int h_redis_nodes(const struct h_redis *r)
     return r->masters > 0 ? r->masters : 1;
 }
 
-/* Nobody listens on 127.0.0.1:port now (a race with another test remains:
- * cluster_start retries with other ports if a server cannot bind). */
-static int port_free(int port)
+_Static_assert(H_CLUSTER_MAX <= RP_CLUSTER_MAX, "more masters than support/redis_procs.c starts");
+
+/* The support library's view of r's masters (support/redis_procs.h). */
+static struct rp_cluster cluster_view(struct h_redis *r)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    struct rp_cluster c = {bin_from_env("REDIS_SERVER", "redis-server"),
+                           bin_from_env("REDIS_CLI", "redis-cli"), r->dir, r->masters, r->node};
 
-    if (fd < 0)
-        return 0;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* n consecutive free ports in 20000..40000 whose bus ports (+10000) are
- * free too. */
-static int pick_ports(int n, int *base)
-{
-    unsigned seed = (unsigned)getpid() ^ (unsigned)h_mono_ms();
-
-    for (int attempt = 0; attempt < 200; attempt++) {
-        int p = 20000 + (int)(rand_r(&seed) % (unsigned)(20000 - n)), ok = 1;
-        for (int i = 0; i < n && ok; i++)
-            ok = port_free(p + i) && port_free(p + i + 10000);
-        if (ok) {
-            *base = p;
-            return 0;
-        }
-    }
-    return -1;
+    return c;
 }
 
 static redisContext *node_connect(const struct h_redis *r, int i, char *err, size_t errlen)
 {
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->node[i].port, tv);
-
-    if (c == NULL || c->err) {
-        seterr(err, errlen, "redis connect 127.0.0.1:%d: %s", r->node[i].port,
-               c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    return c;
+    return rp_connect(NULL, r->node[i].port, 5000, err, errlen);
 }
 
 redisContext *h_redis_connect_node(const struct h_redis *r, int i, char *err, size_t errlen)
@@ -647,22 +403,6 @@ redisContext *h_redis_connect_node(const struct h_redis *r, int i, char *err, si
     if (r->masters > 0)
         return i >= 0 && i < r->masters ? node_connect(r, i, err, errlen) : NULL;
     return i == 0 ? redis_connect(r, err, errlen) : NULL;
-}
-
-/* One command on master i; the reply (caller frees) or NULL. */
-static redisReply *node_command(const struct h_redis *r, int i, const char *fmt, ...)
-{
-    va_list ap;
-    redisContext *c = node_connect(r, i, NULL, 0);
-    redisReply *rep;
-
-    if (c == NULL)
-        return NULL;
-    va_start(ap, fmt);
-    rep = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    return rep;
 }
 
 static int is_redirect(const redisReply *rep)
@@ -684,14 +424,15 @@ static int cluster_command(const struct h_redis *r, int argc, const char **argv,
             return -1;
         rep = redisCommandArgv(c, argc, argv, NULL);
         if (rep == NULL) {
-            seterr(err, errlen, "redis %s on 127.0.0.1:%d: %s", argv[0], r->node[i].port,
-                   c->errstr);
+            rp_seterr(err, errlen, "redis %s on 127.0.0.1:%d: %s", argv[0], r->node[i].port,
+                      c->errstr);
             redisFree(c);
             return -1;
         }
         redisFree(c);
         if (rep->type == REDIS_REPLY_ERROR && !is_redirect(rep)) {
-            seterr(err, errlen, "redis %s on 127.0.0.1:%d: %s", argv[0], r->node[i].port, rep->str);
+            rp_seterr(err, errlen, "redis %s on 127.0.0.1:%d: %s", argv[0], r->node[i].port,
+                      rep->str);
             freeReplyObject(rep);
             return -1;
         }
@@ -748,10 +489,10 @@ static int scan_node(redisContext *c, h_key_fn fn, void *opaque, char *err, size
     do {
         redisReply *rep = redisCommand(c, "SCAN %s COUNT 1000", cursor);
         if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            seterr(err, errlen, "SCAN: %s",
-                   rep == NULL                      ? c->errstr
-                   : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                    : "unexpected reply");
+            rp_seterr(err, errlen, "SCAN: %s",
+                      rep == NULL                      ? c->errstr
+                      : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                       : "unexpected reply");
             if (rep)
                 freeReplyObject(rep);
             return -1;
@@ -760,7 +501,7 @@ static int scan_node(redisContext *c, h_key_fn fn, void *opaque, char *err, size
         for (size_t i = 0; i < rep->element[1]->elements; i++) {
             redisReply *k = rep->element[1]->element[i];
             if (fn(c, k->str, k->len, opaque) != 0) {
-                seterr(err, errlen, "reading key %.*s failed", (int)k->len, k->str);
+                rp_seterr(err, errlen, "reading key %.*s failed", (int)k->len, k->str);
                 freeReplyObject(rep);
                 return -1;
             }
@@ -785,290 +526,45 @@ int h_redis_scan(const struct h_redis *r, h_key_fn fn, void *opaque, char *err, 
     return 0;
 }
 
-/* Run a tool (redis-cli) to its end; 0 if it exited with status 0. */
-static int run_tool(char *const argv[], const char *log, int timeout_ms, char *err, size_t errlen)
-{
-    pid_t pid = spawn(argv, log, err, errlen);
-    int status = 0;
-    char how[96];
-
-    if (pid == -1)
-        return -1;
-    if (!wait_exit(pid, timeout_ms, &status)) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        seterr(err, errlen, "%s %s did not finish within %d ms; see %s", argv[0], argv[1],
-               timeout_ms, log);
-        return -1;
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    describe_status(status, how, sizeof(how));
-    seterr(err, errlen, "%s %s %s: %s; see %s", argv[0], argv[1], argv[2], how, log);
-    return -1;
-}
-
-static int cmp_line(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Master i's view of the cluster: "<id> <slots>" of every master, sorted,
- * into buf; -1 unless it says cluster_state:ok and no slot is migrating. */
-static int node_view(const struct h_redis *r, int i, char *buf, size_t len)
-{
-    redisReply *info = node_command(r, i, "CLUSTER INFO");
-    redisReply *nodes = node_command(r, i, "CLUSTER NODES");
-    char *lines[64], *save = NULL, *line;
-    size_t n = 0, used = 0;
-    int rc = -1;
-
-    buf[0] = '\0';
-    if (info == NULL || nodes == NULL || info->type != REDIS_REPLY_STRING ||
-        nodes->type != REDIS_REPLY_STRING || strstr(info->str, "cluster_state:ok") == NULL ||
-        strchr(nodes->str, '[') != NULL)
-        goto out;
-    for (line = strtok_r(nodes->str, "\n", &save); line != NULL && n < 64;
-         line = strtok_r(NULL, "\n", &save)) {
-        char id[64] = "", flags[128] = "";
-        int slots = 0;
-        if (sscanf(line, "%63s %*s %127s %*s %*s %*s %*s %*s %n", id, flags, &slots) < 2 ||
-            strstr(flags, "master") == NULL)
-            continue;
-        /* id and slot ranges only: flags and ping times differ between views */
-        if (asprintf(&lines[n], "%s %s", id, slots > 0 ? line + slots : "") < 0)
-            goto out;
-        n++;
-    }
-    qsort(lines, n, sizeof(*lines), cmp_line);
-    for (size_t k = 0; k < n; k++) {
-        used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s\n", lines[k]);
-        free(lines[k]);
-    }
-    rc = used < len && n == (size_t)r->masters ? 0 : -1;
-out:
-    if (info)
-        freeReplyObject(info);
-    if (nodes)
-        freeReplyObject(nodes);
-    return rc;
-}
-
-/* Every master says cluster_state:ok, nothing migrates, and all agree on
- * who serves which slot (what redis-cli --cluster checks before a
- * reshard). */
-static int cluster_settle(const struct h_redis *r, int timeout_ms, char *err, size_t errlen)
-{
-    enum { VIEW = 16384 };
-    char *first = malloc(VIEW), *other = malloc(VIEW);
-    int64_t deadline = h_mono_ms() + timeout_ms;
-    int rc = -1;
-
-    while (first != NULL && other != NULL) {
-        int ok = node_view(r, 0, first, VIEW) == 0;
-        for (int i = 1; i < r->masters && ok; i++)
-            ok = node_view(r, i, other, VIEW) == 0 && strcmp(first, other) == 0;
-        if (ok) {
-            rc = 0;
-            break;
-        }
-        if (h_mono_ms() >= deadline) {
-            seterr(err, errlen, "the cluster's masters do not agree on an ok state within %d ms",
-                   timeout_ms);
-            break;
-        }
-        h_sleep_ms(100);
-    }
-    free(first);
-    free(other);
-    return rc;
-}
-
-static int node_spawn(struct h_redis *r, int i, char *err, size_t errlen)
-{
-    const char *bin = bin_from_env("REDIS_SERVER", "redis-server");
-    char port[16], conf[64];
-    char *argv[] = {(char *)bin, "--port",
-                    port,        "--bind",
-                    "127.0.0.1", "--cluster-enabled",
-                    "yes",       "--cluster-config-file",
-                    conf,        "--cluster-node-timeout",
-                    "5000",      "--save",
-                    "",          "--appendonly",
-                    "no",        "--dir",
-                    r->dir,      "--daemonize",
-                    "no",        "--loglevel",
-                    "notice",    NULL};
-    int64_t deadline = h_mono_ms() + 10000;
-
-    snprintf(port, sizeof(port), "%d", r->node[i].port);
-    snprintf(conf, sizeof(conf), "nodes-%d.conf", r->node[i].port);
-    if (snprintf(r->node[i].log, sizeof(r->node[i].log), "%s/redis-%d.log", r->dir,
-                 r->node[i].port) >= (int)sizeof(r->node[i].log)) {
-        seterr(err, errlen, "directory name too long: %s", r->dir);
-        return -1;
-    }
-    r->node[i].pid = spawn(argv, r->node[i].log, err, errlen);
-    if (r->node[i].pid == -1) {
-        r->node[i].pid = 0;
-        return -1;
-    }
-    for (;;) {
-        redisReply *rep = node_command(r, i, "PING");
-        int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
-        if (rep)
-            freeReplyObject(rep);
-        if (ok)
-            return 0;
-        if (waitpid(r->node[i].pid, NULL, WNOHANG) == r->node[i].pid) {
-            r->node[i].pid = 0;
-            seterr(err, errlen, "redis-server on port %d exited at start; see %s", r->node[i].port,
-                   r->node[i].log);
-            return -1;
-        }
-        if (h_mono_ms() >= deadline) {
-            seterr(err, errlen, "redis-server on port %d did not answer PING within 10 s",
-                   r->node[i].port);
-            return -1;
-        }
-        h_sleep_ms(20);
-    }
-}
-
 static void cluster_kill(struct h_redis *r)
 {
-    for (int i = 0; i < H_CLUSTER_MAX; i++) {
-        int status;
-        if (r->node[i].pid <= 0)
-            continue;
-        kill(r->node[i].pid, SIGTERM);
-        if (!wait_exit(r->node[i].pid, 5000, &status)) {
-            kill(r->node[i].pid, SIGKILL);
-            waitpid(r->node[i].pid, &status, 0);
-        }
-        r->node[i].pid = 0;
-    }
-}
-
-static int cluster_create(struct h_redis *r, char *err, size_t errlen)
-{
-    char addr[H_CLUSTER_MAX][32], log[H_PATHLEN + 32];
-    char *argv[H_CLUSTER_MAX + 8];
-    int argc = 0;
-
-    argv[argc++] = (char *)bin_from_env("REDIS_CLI", "redis-cli");
-    argv[argc++] = "--cluster";
-    argv[argc++] = "create";
-    for (int i = 0; i < r->masters; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", r->node[i].port);
-        argv[argc++] = addr[i];
-    }
-    argv[argc++] = "--cluster-replicas";
-    argv[argc++] = "0";
-    argv[argc++] = "--cluster-yes";
-    argv[argc] = NULL;
-    snprintf(log, sizeof(log), "%s/cluster-create.log", r->dir);
-    return run_tool(argv, log, 60000, err, errlen);
-}
-
-static int cluster_ids(struct h_redis *r, char *err, size_t errlen)
-{
-    for (int i = 0; i < r->masters; i++) {
-        redisReply *rep = node_command(r, i, "CLUSTER MYID");
-        int ok = rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len < sizeof(r->node[i].id);
-        if (ok)
-            snprintf(r->node[i].id, sizeof(r->node[i].id), "%s", rep->str);
-        if (rep)
-            freeReplyObject(rep);
-        if (!ok) {
-            seterr(err, errlen, "CLUSTER MYID on port %d failed", r->node[i].port);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int cluster_start_once(struct h_redis *r, char *err, size_t errlen)
-{
-    int base;
-
-    if (pick_ports(r->masters, &base) != 0) {
-        seterr(err, errlen, "no free ports for a cluster of %d in 20000..40000", r->masters);
-        return -1;
-    }
-    for (int i = 0; i < r->masters; i++) {
-        r->node[i].port = base + i;
-        if (node_spawn(r, i, err, errlen) != 0)
-            return -1;
-    }
-    if (cluster_create(r, err, errlen) != 0 || cluster_settle(r, 30000, err, errlen) != 0 ||
-        cluster_ids(r, err, errlen) != 0)
-        return -1;
-    say("redis cluster of %d masters on 127.0.0.1:%d..%d", r->masters, base, base + r->masters - 1);
-    return 0;
+    for (int i = 0; i < H_CLUSTER_MAX; i++)
+        rp_node_stop(&r->node[i]);
 }
 
 static int cluster_start(struct h_redis *r, char *err, size_t errlen)
 {
+    struct rp_cluster c = cluster_view(r);
+
     if (r->masters < 1 || r->masters > H_CLUSTER_MAX) {
-        seterr(err, errlen, "a cluster of %d masters: want 1 .. %d", r->masters, H_CLUSTER_MAX);
+        rp_seterr(err, errlen, "a cluster of %d masters: want 1 .. %d", r->masters, H_CLUSTER_MAX);
         return -1;
     }
     r->socket[0] = '\0';
-    for (int attempt = 0; attempt < 3; attempt++) {
-        /* a port taken between the check and the bind: again elsewhere */
-        if (cluster_start_once(r, err, errlen) == 0) {
-            snprintf(r->log, sizeof(r->log), "%s", r->node[0].log);
-            return 0;
-        }
-        fprintf(stderr, "[harness] starting a redis cluster: %s%s\n", err,
-                attempt < 2 ? "; trying other ports" : "");
-        for (int i = 0; i < r->masters; i++)
-            if (r->node[i].log[0] != '\0')
-                h_dump_file(r->node[i].log, "redis-server log", 2048, stderr);
-        cluster_kill(r);
-        for (int i = 0; i < r->masters; i++) {
-            char conf[H_PATHLEN + 32];
-            snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", r->dir, r->node[i].port);
-            unlink(conf);
-        }
-    }
-    return -1;
+    if (rp_cluster_start(&c, err, errlen) != 0)
+        return -1;
+    snprintf(r->log, sizeof(r->log), "%s", r->node[0].log);
+    say("redis cluster of %d masters on 127.0.0.1:%d..%d", r->masters, r->node[0].port,
+        r->node[r->masters - 1].port);
+    return 0;
 }
 
 int h_redis_cluster_reshard(struct h_redis *r, int from, int to, int slots, char *err,
                             size_t errlen)
 {
-    char addr[32], n[16], log[H_PATHLEN + 32];
-    char *argv[] = {(char *)bin_from_env("REDIS_CLI", "redis-cli"),
-                    "--cluster",
-                    "reshard",
-                    addr,
-                    "--cluster-from",
-                    r->node[from].id,
-                    "--cluster-to",
-                    r->node[to].id,
-                    "--cluster-slots",
-                    n,
-                    "--cluster-yes",
-                    NULL};
+    struct rp_cluster c = cluster_view(r);
 
-    if (r->masters <= 0 || from < 0 || to < 0 || from >= r->masters || to >= r->masters) {
-        seterr(err, errlen, "reshard: not a cluster, or no master %d / %d", from, to);
+    if (r->masters <= 0) {
+        rp_seterr(err, errlen, "reshard: not a cluster");
         return -1;
     }
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", r->node[from].port);
-    snprintf(n, sizeof(n), "%d", slots);
-    snprintf(log, sizeof(log), "%s/reshard.log", r->dir);
-    if (cluster_settle(r, 30000, err, errlen) != 0 || run_tool(argv, log, 180000, err, errlen) != 0)
-        return -1;
-    return cluster_settle(r, 30000, err, errlen);
+    return rp_cluster_reshard(&c, from, to, slots, err, errlen);
 }
 
 int h_redis_cluster_pause(struct h_redis *r, int i, int ms, char *err, size_t errlen)
 {
     if (i < 0 || i >= r->masters || r->node[i].pid <= 0) {
-        seterr(err, errlen, "no running master %d", i);
+        rp_seterr(err, errlen, "no running master %d", i);
         return -1;
     }
     kill(r->node[i].pid, SIGSTOP);
@@ -1079,8 +575,8 @@ int h_redis_cluster_pause(struct h_redis *r, int i, int ms, char *err, size_t er
 
 int h_redis_cluster_owner(const struct h_redis *r, const char *key)
 {
-    redisReply *slot = node_command(r, 0, "CLUSTER KEYSLOT %s", key);
-    redisReply *map = node_command(r, 0, "CLUSTER SLOTS");
+    redisReply *slot = rp_node_command(&r->node[0], "CLUSTER KEYSLOT %s", key);
+    redisReply *map = rp_node_command(&r->node[0], "CLUSTER SLOTS");
     int owner = -1;
 
     if (slot && map && slot->type == REDIS_REPLY_INTEGER && map->type == REDIS_REPLY_ARRAY)
@@ -1102,7 +598,7 @@ int h_redis_cluster_owner(const struct h_redis *r, const char *key)
 
 int h_redis_cluster_slot_count(const struct h_redis *r, int i)
 {
-    redisReply *map = node_command(r, i, "CLUSTER SLOTS");
+    redisReply *map = rp_node_command(&r->node[i], "CLUSTER SLOTS");
     int n = -1;
 
     if (map && map->type == REDIS_REPLY_ARRAY) {
@@ -1125,7 +621,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
     char kerr[256];
 
     if (rd_kafka_conf_set(conf, k, v, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-        seterr(err, errlen, "rdkafka config %s=%s: %s", k, v, kerr);
+        rp_seterr(err, errlen, "rdkafka config %s=%s: %s", k, v, kerr);
         return -1;
     }
     return 0;
@@ -1176,12 +672,12 @@ int h_kafka_start(struct h_kafka *k, int brokers, char *err, size_t errlen)
     k->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
     if (k->host == NULL) {
         rd_kafka_conf_destroy(conf);
-        seterr(err, errlen, "rd_kafka_new (mock host): %s", kerr);
+        rp_seterr(err, errlen, "rd_kafka_new (mock host): %s", kerr);
         return -1;
     }
     k->mcluster = rd_kafka_mock_cluster_new(k->host, brokers);
     if (k->mcluster == NULL) {
-        seterr(err, errlen, "rd_kafka_mock_cluster_new failed");
+        rp_seterr(err, errlen, "rd_kafka_mock_cluster_new failed");
         goto fail;
     }
     snprintf(k->bootstraps, sizeof(k->bootstraps), "%s",
@@ -1204,7 +700,7 @@ int h_kafka_start(struct h_kafka *k, int brokers, char *err, size_t errlen)
     k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
     if (k->producer == NULL) {
         rd_kafka_conf_destroy(conf);
-        seterr(err, errlen, "rd_kafka_new (producer): %s", kerr);
+        rp_seterr(err, errlen, "rd_kafka_new (producer): %s", kerr);
         goto fail;
     }
     say("mock cluster with %d broker(s) at %s", brokers, k->bootstraps);
@@ -1240,7 +736,7 @@ int h_kafka_create_topic(struct h_kafka *k, const char *topic, int partitions, c
     rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(k->mcluster, topic, partitions, 1);
 
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "create topic %s: %s", topic, rd_kafka_err2str(e));
+        rp_seterr(err, errlen, "create topic %s: %s", topic, rd_kafka_err2str(e));
         return -1;
     }
     return 0;
@@ -1271,7 +767,8 @@ int h_produce(struct h_kafka *k, const char *topic, int32_t partition, const cha
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&st),
                           RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition, rd_kafka_err2str(e));
+        rp_seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
+                  rd_kafka_err2str(e));
         return -1;
     }
     deadline = h_mono_ms() + 10000;
@@ -1282,13 +779,13 @@ int h_produce(struct h_kafka *k, const char *topic, int32_t partition, const cha
         rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         while (!st.done)
             rd_kafka_poll(k->producer, 50);
-        seterr(err, errlen, "produce to %s [%d]: no delivery report within 10 s", topic,
-               (int)partition);
+        rp_seterr(err, errlen, "produce to %s [%d]: no delivery report within 10 s", topic,
+                  (int)partition);
         return -1;
     }
     if (st.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
-               rd_kafka_err2str(st.err));
+        rp_seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
+                  rd_kafka_err2str(st.err));
         return -1;
     }
     if (offset != NULL)
@@ -1319,7 +816,8 @@ int h_produce_async(struct h_kafka *k, const char *topic, int32_t partition, con
         rd_kafka_poll(k->producer, 10);
     }
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition, rd_kafka_err2str(e));
+        rp_seterr(err, errlen, "produce to %s [%d]: %s", topic, (int)partition,
+                  rd_kafka_err2str(e));
         return -1;
     }
     k->async.pending++;
@@ -1338,14 +836,14 @@ int h_produce_wait(struct h_kafka *k, int timeout_ms, char *err, size_t errlen)
         rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         while (k->async.pending > 0)
             rd_kafka_poll(k->producer, 50);
-        seterr(err, errlen, "%ld message(s) without a delivery report within %d ms",
-               k->async.failed, timeout_ms);
+        rp_seterr(err, errlen, "%ld message(s) without a delivery report within %d ms",
+                  k->async.failed, timeout_ms);
         k->async.failed = 0;
         return -1;
     }
     if (k->async.failed > 0) {
-        seterr(err, errlen, "%ld message(s) not delivered, first: %s", k->async.failed,
-               rd_kafka_err2str(k->async.first_err));
+        rp_seterr(err, errlen, "%ld message(s) not delivered, first: %s", k->async.failed,
+                  rd_kafka_err2str(k->async.first_err));
         k->async.failed = 0;
         return -1;
     }
@@ -1473,7 +971,8 @@ static rd_kafka_topic_partition_list_t *assignment_for(rd_kafka_t *rk, const cha
             if (found)
                 break;
             if (h_mono_ms() >= deadline) {
-                seterr(err, errlen, "no metadata for topic %s: %s", topics[t], rd_kafka_err2str(e));
+                rp_seterr(err, errlen, "no metadata for topic %s: %s", topics[t],
+                          rd_kafka_err2str(e));
                 rd_kafka_topic_partition_list_destroy(parts);
                 return NULL;
             }
@@ -1503,7 +1002,7 @@ int64_t h_kafka_committed(const char *bootstraps, const char *group, const char 
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        seterr(err, errlen, "rd_kafka_new (consumer): %s", kerr);
+        rp_seterr(err, errlen, "rd_kafka_new (consumer): %s", kerr);
         return -1;
     }
     parts = assignment_for(rk, topics, err, errlen);
@@ -1511,7 +1010,7 @@ int64_t h_kafka_committed(const char *bootstraps, const char *group, const char 
         goto out;
     e = rd_kafka_committed(rk, parts, 10000);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "committed offsets of %s: %s", group, rd_kafka_err2str(e));
+        rp_seterr(err, errlen, "committed offsets of %s: %s", group, rd_kafka_err2str(e));
         goto out;
     }
     sum = 0;
@@ -1562,7 +1061,7 @@ int h_consume_each(const char *bootstraps, const char *const *topics, size_t exp
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        seterr(err, errlen, "rd_kafka_new (consumer): %s", kerr);
+        rp_seterr(err, errlen, "rd_kafka_new (consumer): %s", kerr);
         return -1;
     }
     parts = assignment_for(rk, topics, err, errlen);
@@ -1570,7 +1069,7 @@ int h_consume_each(const char *bootstraps, const char *const *topics, size_t exp
         goto out;
     eof = calloc((size_t)parts->cnt, sizeof(*eof));
     if (eof == NULL || rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        seterr(err, errlen, "assign failed");
+        rp_seterr(err, errlen, "assign failed");
         goto out;
     }
     for (;;) {
@@ -1595,8 +1094,8 @@ int h_consume_each(const char *bootstraps, const char *const *topics, size_t exp
                 last = now;
                 nread++;
                 if (cb(m, opaque) != 0) {
-                    seterr(err, errlen, "reading %s [%d] @%lld: the message handler failed",
-                           rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+                    rp_seterr(err, errlen, "reading %s [%d] @%lld: the message handler failed",
+                              rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
                     rd_kafka_message_destroy(m);
                     goto out;
                 }
@@ -1610,13 +1109,13 @@ int h_consume_each(const char *bootstraps, const char *const *topics, size_t exp
             break;
         }
         if (now - start >= timeout_ms) {
-            seterr(err, errlen, "timed out after %d ms with %zu of %zu expected message(s)",
-                   timeout_ms, nread, expected);
+            rp_seterr(err, errlen, "timed out after %d ms with %zu of %zu expected message(s)",
+                      timeout_ms, nread, expected);
             break;
         }
         if (nread > 0 && all_eof && now - last >= H_CONSUME_STALL_MS) {
-            seterr(err, errlen, "%zu of %zu expected message(s), none for %d ms", nread, expected,
-                   H_CONSUME_STALL_MS);
+            rp_seterr(err, errlen, "%zu of %zu expected message(s), none for %d ms", nread,
+                      expected, H_CONSUME_STALL_MS);
             break;
         }
     }
@@ -1818,17 +1317,17 @@ int h_config_write(const struct h_config *c, const char *path, char *err, size_t
     FILE *f = fopen(path, "w");
 
     if (f == NULL) {
-        seterr(err, errlen, "open %s: %s", path, strerror(errno));
+        rp_seterr(err, errlen, "open %s: %s", path, strerror(errno));
         return -1;
     }
     fprintf(f, "# written by the clvd integration tests\n");
     if (config_render(c, "", 0, f) != 0) {
         fclose(f);
-        seterr(err, errlen, "config key too long");
+        rp_seterr(err, errlen, "config key too long");
         return -1;
     }
     if (fclose(f) != 0) {
-        seterr(err, errlen, "write %s: %s", path, strerror(errno));
+        rp_seterr(err, errlen, "write %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -1859,7 +1358,7 @@ int h_clvd_start_args(struct h_clvd *d, const char *binary, const char *config, 
 
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
         if (argc + 1 >= (int)(sizeof(argv) / sizeof(argv[0]))) {
-            seterr(err, errlen, "too many clvd arguments");
+            rp_seterr(err, errlen, "too many clvd arguments");
             return -1;
         }
         argv[argc++] = (char *)extra[i];
@@ -1868,11 +1367,8 @@ int h_clvd_start_args(struct h_clvd *d, const char *binary, const char *config, 
     d->pid = 0;
     d->status = 0;
     snprintf(d->log, sizeof(d->log), "%s", log);
-    d->pid = spawn(argv, log, err, errlen);
-    if (d->pid == -1) {
-        d->pid = 0;
+    if (rp_spawn(argv, log, &d->pid, err, errlen) != 0)
         return -1;
-    }
     say("clvd pid %d, config %s, log %s", (int)d->pid, config, log);
     return 0;
 }
@@ -1899,7 +1395,7 @@ int h_clvd_stop(struct h_clvd *d, int timeout_ms, char *err, size_t errlen)
 
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
-        if (!wait_exit(d->pid, timeout_ms, &status)) {
+        if (!rp_wait(d->pid, timeout_ms, &status)) {
             kill(d->pid, SIGKILL);
             waitpid(d->pid, &status, 0);
             killed = 1;
@@ -1909,14 +1405,14 @@ int h_clvd_stop(struct h_clvd *d, int timeout_ms, char *err, size_t errlen)
     } else {
         say("clvd had already exited");
     }
-    describe_status(d->status, how, sizeof(how));
+    rp_describe_status(d->status, how, sizeof(how));
     say("clvd stopped after %lld ms: %s", (long long)(h_mono_ms() - t0), how);
     if (killed) {
-        seterr(err, errlen, "clvd did not exit within %d ms of SIGTERM (killed)", timeout_ms);
+        rp_seterr(err, errlen, "clvd did not exit within %d ms of SIGTERM (killed)", timeout_ms);
         return -1;
     }
     if (!WIFEXITED(d->status) || WEXITSTATUS(d->status) != 0) {
-        seterr(err, errlen, "clvd ended with %s", how);
+        rp_seterr(err, errlen, "clvd ended with %s", how);
         return -1;
     }
     return 0;
@@ -1935,21 +1431,21 @@ int h_clvd_wait_exit(struct h_clvd *d, int timeout_ms, char *err, size_t errlen)
     int status;
 
     if (d->pid > 0) {
-        if (!wait_exit(d->pid, timeout_ms, &status)) {
+        if (!rp_wait(d->pid, timeout_ms, &status)) {
             kill(d->pid, SIGKILL);
             waitpid(d->pid, &status, 0);
             d->status = status;
             d->pid = 0;
-            seterr(err, errlen, "clvd did not exit by itself within %d ms (killed)", timeout_ms);
+            rp_seterr(err, errlen, "clvd did not exit by itself within %d ms (killed)", timeout_ms);
             return -1;
         }
         d->status = status;
         d->pid = 0;
     }
-    describe_status(d->status, how, sizeof(how));
+    rp_describe_status(d->status, how, sizeof(how));
     say("clvd exited: %s", how);
     if (!WIFEXITED(d->status) || WEXITSTATUS(d->status) != 0) {
-        seterr(err, errlen, "clvd ended with %s", how);
+        rp_seterr(err, errlen, "clvd ended with %s", how);
         return -1;
     }
     return 0;

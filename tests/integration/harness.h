@@ -33,6 +33,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "redis_procs.h" /* support/: processes and Redis Cluster, shared with the bench */
+
 #define H_ERRLEN 512
 #define H_PATHLEN 256
 
@@ -65,14 +67,6 @@ void h_dump_file(const char *path, const char *title, size_t tail_bytes, FILE *o
 #define H_CLUSTER_MAX 6
 #define H_SKIP 77 /* exit status of a skipped test (ctest SKIP_RETURN_CODE) */
 
-/* A master of a Redis Cluster (h_redis with masters > 0). */
-struct h_redis_node {
-    pid_t pid; /* 0 when not running */
-    int port;  /* on 127.0.0.1; its cluster bus is port + 10000 */
-    char id[48];
-    char log[H_PATHLEN];
-};
-
 struct h_redis {
     pid_t pid;              /* 0 when not running */
     int persist;            /* set before start: appendonly yes (data survives restart) */
@@ -80,8 +74,8 @@ struct h_redis {
                                masters on loopback TCP ports instead (no socket) */
     char dir[H_PATHLEN];    /* private working directory */
     char socket[H_PATHLEN]; /* dir/redis.sock; "" for a cluster */
-    char log[H_PATHLEN];    /* dir/redis.log; a cluster: the first master's */
-    struct h_redis_node node[H_CLUSTER_MAX];
+    char log[RP_PATHLEN];   /* dir/redis.log; a cluster: the first master's */
+    struct rp_node node[H_CLUSTER_MAX]; /* the masters of a cluster: pid, port, id, log */
 };
 
 /* Create a fresh temp dir (when r->dir is empty) and start redis-server on a

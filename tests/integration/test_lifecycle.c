@@ -22,173 +22,23 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
-
-#ifndef CLVD_BINARY
-#error "CLVD_BINARY (path of the clvd executable) must be defined"
-#endif
-
-#define CONSUME_TIMEOUT_MS 120000 /* h_consume gives up after 20 s without news */
-#define QUIET_MS 1500
-#define STOP_TIMEOUT_MS 10000
+#include "lifecycle_support.h"
 
 /* ---- fixture --------------------------------------------------------------- */
 
-struct fixture {
-    struct h_redis redis; /* one per group (or a cluster), flushed before each test */
-    char dir[H_PATHLEN];  /* configs and logs */
-    int run;              /* clvd runs so far: unique group ids and file names */
-    /* per test */
-    struct h_kafka kafka;
-    struct h_clvd clvd;
-    int passed;
-};
-
+/* The fixture, the clvd runs and the output checks are shared with
+ * test_value.c (lifecycle_support.c).  Only these tests also run against a
+ * Redis Cluster (CLVD_IT_REDIS_CLUSTER). */
 static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    char err[H_ERRLEN];
-
-    if (f == NULL)
-        return -1;
-    if (access(CLVD_BINARY, X_OK) != 0) {
-        fprintf(stderr, "clvd binary %s is missing: build the clvd target first\n", CLVD_BINARY);
-        free(f);
-        return -1;
-    }
-    f->redis.masters = h_redis_cluster_env();
-    if (h_tmpdir_create(f->dir, sizeof(f->dir), err, sizeof(err)) != 0 ||
-        h_redis_start(&f->redis, err, sizeof(err)) != 0) {
-        fprintf(stderr, "group setup: %s\n", err);
-        h_redis_stop(&f->redis);
-        h_tmpdir_remove(f->dir);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    h_redis_stop(&f->redis);
-    h_tmpdir_remove(f->dir);
-    free(f);
-    return 0;
-}
-
-/* Fresh Redis data and a fresh mock cluster with the default topics. */
-static int fresh_world(struct fixture *f, int brokers, int in_partitions, char *err, size_t errlen)
-{
-    h_kafka_stop(&f->kafka);
-    if (h_redis_command(&f->redis, "FLUSHALL", NULL, 0, err, errlen) != 0)
-        return -1;
-    if (h_kafka_start(&f->kafka, brokers, err, errlen) != 0)
-        return -1;
-    return h_kafka_create_default_topics(&f->kafka, in_partitions, 1, err, errlen);
-}
-
-static int setup(void **state)
-{
-    struct fixture *f = *state;
-
-    memset(&f->kafka, 0, sizeof(f->kafka));
-    memset(&f->clvd, 0, sizeof(f->clvd));
-    f->passed = 0;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    if (!f->passed && f->clvd.log[0] != '\0')
-        h_dump_file(f->clvd.log, "clvd log", 48 * 1024, stderr);
-    h_clvd_kill9(&f->clvd);
-    h_kafka_stop(&f->kafka);
-    return 0;
-}
-
-/* Write a config for the current cluster and Redis and start clvd. */
-static void start_clvd(struct fixture *f, const char *name)
-{
-    char cfgpath[H_PATHLEN + 64], logpath[H_PATHLEN + 64], group[96], err[H_ERRLEN];
-    struct h_config cfg;
-
-    f->run++;
-    snprintf(cfgpath, sizeof(cfgpath), "%s/%s-%d.yaml", f->dir, name, f->run);
-    snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", f->dir, name, f->run);
-    snprintf(group, sizeof(group), "clvd-it-%s-%d-%d", name, (int)getpid(), f->run);
-    assert_int_equal(h_config_init(&cfg, f->kafka.bootstraps, group, f->redis.socket), 0);
-    assert_int_equal(h_config_redis(&cfg, &f->redis), 0);
-    if (h_config_write(&cfg, cfgpath, err, sizeof(err)) != 0) {
-        h_config_free(&cfg);
-        fail_msg("%s", err);
-    }
-    h_config_free(&cfg);
-    if (h_clvd_start(&f->clvd, CLVD_BINARY, cfgpath, logpath, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-}
-
-/* Read the outputs until `expected` messages arrived and the topics stayed
- * quiet; then SIGTERM clvd (exit 0 within 10 s) and check that nothing more
- * was published on the way out.  Too few messages is not fatal here: the
- * caller's check_outputs() then says which ones are missing. */
-static void collect_and_stop(struct fixture *f, size_t expected, struct h_records *out)
-{
-    char err[H_ERRLEN];
-    struct h_records after = {0};
-    size_t n;
-
-    if (h_consume(f->kafka.bootstraps, h_output_topics, expected, QUIET_MS, CONSUME_TIMEOUT_MS, out,
-                  err, sizeof(err)) != 0) {
-        if (!h_clvd_running(&f->clvd))
-            fail_msg("%s; clvd is not running (wait status 0x%x)", err, f->clvd.status);
-        fprintf(stderr, "[warning] reading the outputs: %s\n", err);
-    }
-    if (h_clvd_stop(&f->clvd, STOP_TIMEOUT_MS, err, sizeof(err)) != 0)
-        fail_msg("SIGTERM: %s", err);
-    n = out->n;
-    if (h_consume(f->kafka.bootstraps, h_output_topics, n, 500, 30000, &after, err, sizeof(err)) !=
-            0 ||
-        after.n != n) {
-        h_records_dump(&after, stderr);
-        h_records_free(&after);
-        fail_msg("%zu output message(s) before SIGTERM, other count after: %s", n, err);
-    }
-    h_records_free(&after);
+    return lc_group_setup(state, h_redis_cluster_env());
 }
 
 /* ---- producing events ------------------------------------------------------ */
-
-/* Produce a JSON value (printf format); returns its offset. */
-static int64_t send_json(struct fixture *f, const char *topic, int32_t partition, const char *key,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int64_t send_json(struct fixture *f, const char *topic, int32_t partition, const char *key,
-                         const char *fmt, ...)
-{
-    char *value = NULL, err[H_ERRLEN];
-    int64_t offset = -1;
-    va_list ap;
-    int rc;
-
-    va_start(ap, fmt);
-    rc = vasprintf(&value, fmt, ap);
-    va_end(ap);
-    assert_true(rc >= 0);
-    rc = h_produce_str(&f->kafka, topic, partition, key, value, &offset, err, sizeof(err));
-    free(value);
-    if (rc != 0)
-        fail_msg("%s", err);
-    return offset;
-}
 
 /* One input event.  `ts` is an RFC 3339 literal or, starting with '#', epoch
  * milliseconds; event ids are derived from the content, so two runs with the
@@ -203,7 +53,7 @@ struct ev {
     const char *extra; /* more JSON members, e.g. "\"channel\":\"search\"", or NULL */
 };
 
-static void send_event(struct fixture *f, const struct ev *e)
+static void send_event(struct lc_fixture *f, const struct ev *e)
 {
     char ts[64], amount[64] = "";
 
@@ -213,204 +63,10 @@ static void send_event(struct fixture *f, const struct ev *e)
         snprintf(ts, sizeof(ts), "\"%s\"", e->ts);
     if (strcmp(e->topic, H_T_PURCHASES) == 0)
         snprintf(amount, sizeof(amount), ",\"amount\":%.2f", e->amount);
-    send_json(f, e->topic, e->partition, e->key,
-              "{\"event_id\":\"%s/%s/%s\",\"customer_id\":\"%s\",\"ts\":%s%s%s%s}", e->customer,
-              e->topic, e->ts[0] == '#' ? e->ts + 1 : e->ts, e->customer, ts, amount,
-              e->extra != NULL ? "," : "", e->extra != NULL ? e->extra : "");
-}
-
-/* ---- expected outputs ------------------------------------------------------ */
-
-struct expect {
-    const char *topic;
-    const char *customer;
-    int seq;
-    const char *from; /* NULL: JSON null */
-    const char *to;
-    const char *reason;
-    int64_t at;
-    const char *kind; /* win-back */
-    int purchases;
-    double revenue;
-    const char *channel; /* checked when not NULL */
-};
-
-#define MAX_EXPECT 96
-struct expectations {
-    int n;
-    struct expect e[MAX_EXPECT];
-};
-
-/* A stage change and what it implies (SPEC section 6): a churn warning when
- * entering at_risk; a win-back trigger when entering dormant or churned and
- * for returned / won_back, only for customers with >= 1 purchase. */
-static void expect_stage(struct expectations *x, const char *customer, int seq, const char *from,
-                         const char *to, const char *reason, int64_t at, int purchases,
-                         double revenue)
-{
-    struct expect base = {H_T_STAGE, customer, seq,       from,    to,  reason,
-                          at,        NULL,     purchases, revenue, NULL};
-    const char *kind = NULL;
-
-    assert_true(x->n + 3 <= MAX_EXPECT);
-    x->e[x->n++] = base;
-    if (strcmp(to, "at_risk") == 0) {
-        x->e[x->n] = base;
-        x->e[x->n++].topic = H_T_CHURN;
-    }
-    if (strcmp(to, "dormant") == 0)
-        kind = "dormant";
-    else if (strcmp(to, "churned") == 0)
-        kind = "churned";
-    else if (strcmp(reason, "returned") == 0)
-        kind = "returned";
-    else if (strcmp(reason, "won_back") == 0)
-        kind = "won_back";
-    if (kind != NULL && purchases > 0) {
-        x->e[x->n] = base;
-        x->e[x->n].topic = H_T_WINBACK;
-        x->e[x->n++].kind = kind;
-    }
-}
-
-static size_t expected_count(const struct expectations *x, const char *topic)
-{
-    size_t n = 0;
-
-    for (int i = 0; i < x->n; i++)
-        if (topic == NULL || strcmp(x->e[i].topic, topic) == 0)
-            n++;
-    return n;
-}
-
-static const char *schema_of(const char *topic)
-{
-    if (strcmp(topic, H_T_STAGE) == 0)
-        return "clvd.stage_change.v1";
-    if (strcmp(topic, H_T_CHURN) == 0)
-        return "clvd.churn_warning.v1";
-    return "clvd.win_back.v1";
-}
-
-static int streq_or_null(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-/* Check one output message against its expectation; problems go to `log`. */
-static void check_message(const struct expect *e, const struct h_record *r, FILE *log)
-{
-    const json_t *j = r->json, *cust;
-    char at[32], id[192];
-    const char *s;
-    double v;
-
-    snprintf(id, sizeof(id), "%s:%d", e->customer, e->seq);
-#define PROBLEM(...)                                                                               \
-    do {                                                                                           \
-        fprintf(log, "  %s %s: ", e->topic, id);                                                   \
-        fprintf(log, __VA_ARGS__);                                                                 \
-        fputc('\n', log);                                                                          \
-    } while (0)
-    if (!streq_or_null(r->key, e->customer))
-        PROBLEM("key %s, want %s", r->key ? r->key : "(none)", e->customer);
-    if (!streq_or_null(h_json_str(j, "schema"), schema_of(e->topic)))
-        PROBLEM("schema %s, want %s", h_json_str(j, "schema"), schema_of(e->topic));
-    if (!streq_or_null(h_json_str(j, "customer_id"), e->customer))
-        PROBLEM("customer_id %s", h_json_str(j, "customer_id"));
-    if (e->from == NULL ? !h_json_is_null(j, "from")
-                        : !streq_or_null(h_json_str(j, "from"), e->from))
-        PROBLEM("from %s, want %s", h_json_is_null(j, "from") ? "null" : h_json_str(j, "from"),
-                e->from ? e->from : "null");
-    if (!streq_or_null(h_json_str(j, "to"), e->to))
-        PROBLEM("to %s, want %s", h_json_str(j, "to"), e->to);
-    if (!streq_or_null(h_json_str(j, "reason"), e->reason))
-        PROBLEM("reason %s, want %s", h_json_str(j, "reason"), e->reason);
-    h_fmt_ts(e->at, at, sizeof(at));
-    if (!streq_or_null(h_json_str(j, "at"), at))
-        PROBLEM("at %s, want %s", h_json_str(j, "at"), at);
-    if (h_json_str(j, "emitted_at") == NULL)
-        PROBLEM("no emitted_at");
-    if (e->kind != NULL && !streq_or_null(h_json_str(j, "kind"), e->kind))
-        PROBLEM("kind %s, want %s", h_json_str(j, "kind"), e->kind);
-    if (strcmp(e->topic, H_T_CHURN) == 0 &&
-        (!h_json_has_number(j, "risk", NULL) || !h_json_has_number(j, "clv_at_stake", NULL)))
-        PROBLEM("risk or clv_at_stake missing or not numbers");
-    cust = json_object_get(j, "customer");
-    if (!json_is_object(cust)) {
-        PROBLEM("no customer object");
-        return;
-    }
-    if (!h_json_has_number(cust, "purchases", &v) || v != e->purchases)
-        PROBLEM("customer.purchases %g, want %d", v, e->purchases);
-    if (!h_json_has_number(cust, "revenue", &v) || v < e->revenue - 1e-6 || v > e->revenue + 1e-6)
-        PROBLEM("customer.revenue %g, want %g", v, e->revenue);
-    s = h_json_str(cust, "channel");
-    if (e->channel != NULL && !streq_or_null(s, e->channel))
-        PROBLEM("customer.channel %s, want %s", s, e->channel);
-#undef PROBLEM
-}
-
-/* Every expected message exactly once with the right fields, per customer in
- * sequence order on each topic, and nothing else on any output topic. */
-static void check_outputs(const struct expectations *x, const struct h_records *rs)
-{
-    char *text = NULL;
-    size_t textlen = 0;
-    FILE *log = open_memstream(&text, &textlen);
-    int problems;
-
-    assert_non_null(log);
-    for (int i = 0; i < x->n; i++) {
-        const struct expect *e = &x->e[i];
-        char id[192];
-        int found = 0;
-        size_t at = 0;
-
-        snprintf(id, sizeof(id), "%s:%d", e->customer, e->seq);
-        for (size_t k = 0; k < rs->n; k++)
-            if (strcmp(rs->r[k].topic, e->topic) == 0 &&
-                streq_or_null(h_json_str(rs->r[k].json, "event_id"), id)) {
-                found++;
-                at = k;
-            }
-        if (found != 1) {
-            fprintf(log, "  %s %s (%s -> %s, %s): found %d time(s), want once\n", e->topic, id,
-                    e->from ? e->from : "null", e->to, e->reason, found);
-            continue;
-        }
-        check_message(e, &rs->r[at], log);
-    }
-    for (int t = 0; h_output_topics[t] != NULL; t++) {
-        size_t got = h_records_count(rs, h_output_topics[t]);
-        size_t want = expected_count(x, h_output_topics[t]);
-        if (got != want)
-            fprintf(log, "  %s: %zu message(s), want %zu\n", h_output_topics[t], got, want);
-    }
-    /* Per customer and topic, sequence numbers increase in publication order. */
-    for (size_t a = 0; a < rs->n; a++) {
-        const char *ida = h_json_str(rs->r[a].json, "event_id"), *ca;
-        if (ida == NULL || (ca = strrchr(ida, ':')) == NULL)
-            continue;
-        for (size_t b = a + 1; b < rs->n; b++) {
-            const char *idb = h_json_str(rs->r[b].json, "event_id"), *cb;
-            if (idb == NULL || (cb = strrchr(idb, ':')) == NULL ||
-                strcmp(rs->r[a].topic, rs->r[b].topic) != 0 || ca - ida != cb - idb ||
-                strncmp(ida, idb, (size_t)(ca - ida)) != 0)
-                continue;
-            if (atoi(cb + 1) <= atoi(ca + 1))
-                fprintf(log, "  %s: %s published after %s\n", rs->r[a].topic, idb, ida);
-        }
-    }
-    fclose(log);
-    problems = textlen > 0;
-    if (problems) {
-        h_records_dump(rs, stderr);
-        fprintf(stderr, "==== output problems:\n%s", text);
-    }
-    free(text);
-    if (problems)
-        fail_msg("the outputs differ from the expected ones (see above)");
+    lc_send_json(f, e->topic, e->partition, e->key,
+                 "{\"event_id\":\"%s/%s/%s\",\"customer_id\":\"%s\",\"ts\":%s%s%s%s}", e->customer,
+                 e->topic, e->ts[0] == '#' ? e->ts + 1 : e->ts, e->customer, ts, amount,
+                 e->extra != NULL ? "," : "", e->extra != NULL ? e->extra : "");
 }
 
 /* ---- a. the lifecycle walk -------------------------------------------------- */
@@ -462,7 +118,7 @@ static const struct ev lifecycle_events[] = {
     {H_T_VISITS, 2, "ticker", "ticker", "#1756684800000", 0, NULL}, /* 09-01: the end */
 };
 
-static void lifecycle_expectations(struct expectations *x)
+static void lifecycle_expectations(struct lc_expectations *x)
 {
     const int64_t D = H_DAY_MS;
     int64_t a_p2 = h_ts("2025-01-12T10:00:00Z"), a_login = h_ts("2025-01-20T18:30:00Z");
@@ -477,17 +133,18 @@ static void lifecycle_expectations(struct expectations *x)
      * max(14, 2 * 10) = 20 d without a purchase.  Dormant and churned count
      * from her last activity, the login of 01-20 18:30Z. */
     first = x->n;
-    expect_stage(x, "alice", 1, NULL, "prospect", "first_seen", h_ts("2025-01-01T08:00:00Z"), 0, 0);
-    expect_stage(x, "alice", 2, "prospect", "new", "first_purchase", h_ts("2025-01-02T10:00:00Z"),
-                 1, 20);
-    expect_stage(x, "alice", 3, "new", "active", "repeat_purchase", a_p2, 2, 50);
-    expect_stage(x, "alice", 4, "active", "at_risk", "purchase_gap", a_p2 + 20 * D, 2, 50);
-    expect_stage(x, "alice", 5, "at_risk", "dormant", "inactive", a_login + 60 * D, 2, 50);
-    expect_stage(x, "alice", 6, "dormant", "churned", "inactive", a_login + 180 * D, 2, 50);
-    expect_stage(x, "alice", 7, "churned", "at_risk", "returned", h_ts("2025-08-01T09:00:00Z"), 2,
-                 50);
-    expect_stage(x, "alice", 8, "at_risk", "active", "recovered", h_ts("2025-08-05T12:00:00Z"), 3,
-                 75);
+    lc_expect_stage(x, "alice", 1, NULL, "prospect", "first_seen", h_ts("2025-01-01T08:00:00Z"), 0,
+                    0);
+    lc_expect_stage(x, "alice", 2, "prospect", "new", "first_purchase",
+                    h_ts("2025-01-02T10:00:00Z"), 1, 20);
+    lc_expect_stage(x, "alice", 3, "new", "active", "repeat_purchase", a_p2, 2, 50);
+    lc_expect_stage(x, "alice", 4, "active", "at_risk", "purchase_gap", a_p2 + 20 * D, 2, 50);
+    lc_expect_stage(x, "alice", 5, "at_risk", "dormant", "inactive", a_login + 60 * D, 2, 50);
+    lc_expect_stage(x, "alice", 6, "dormant", "churned", "inactive", a_login + 180 * D, 2, 50);
+    lc_expect_stage(x, "alice", 7, "churned", "at_risk", "returned", h_ts("2025-08-01T09:00:00Z"),
+                    2, 50);
+    lc_expect_stage(x, "alice", 8, "at_risk", "active", "recovered", h_ts("2025-08-05T12:00:00Z"),
+                    3, 75);
     /* Her next deadline, dormant on 10-04, is after the last event. */
     for (int i = first; i < x->n; i++)
         x->e[i].channel = "search"; /* the channel of her first event */
@@ -495,53 +152,54 @@ static void lifecycle_expectations(struct expectations *x)
     /* bob: one purchase day -> at_risk after 30 d; won back; then purchase
      * days 02-01, 05-01, 05-10 (mean gap 49 d, at_risk after 98 d) but
      * dormant comes first, 60 d after 05-10.  Churned (11-06) is too late. */
-    expect_stage(x, "bob", 1, NULL, "new", "first_purchase", b_p1, 1, 40);
-    expect_stage(x, "bob", 2, "new", "at_risk", "purchase_gap", b_p1 + 30 * D, 1, 40);
-    expect_stage(x, "bob", 3, "at_risk", "dormant", "inactive", b_p1 + 60 * D, 1, 40);
-    expect_stage(x, "bob", 4, "dormant", "reactivated", "won_back", h_ts("2025-05-01T15:00:00Z"), 2,
-                 75);
-    expect_stage(x, "bob", 5, "reactivated", "active", "repeat_purchase", b_p3, 3, 95);
-    expect_stage(x, "bob", 6, "active", "dormant", "inactive", b_p3 + 60 * D, 3, 95);
+    lc_expect_stage(x, "bob", 1, NULL, "new", "first_purchase", b_p1, 1, 40);
+    lc_expect_stage(x, "bob", 2, "new", "at_risk", "purchase_gap", b_p1 + 30 * D, 1, 40);
+    lc_expect_stage(x, "bob", 3, "at_risk", "dormant", "inactive", b_p1 + 60 * D, 1, 40);
+    lc_expect_stage(x, "bob", 4, "dormant", "reactivated", "won_back", h_ts("2025-05-01T15:00:00Z"),
+                    2, 75);
+    lc_expect_stage(x, "bob", 5, "reactivated", "active", "repeat_purchase", b_p3, 3, 95);
+    lc_expect_stage(x, "bob", 6, "active", "dormant", "inactive", b_p3 + 60 * D, 3, 95);
 
     /* carol never buys: no churn warnings and no win-back triggers. */
-    expect_stage(x, "carol", 1, NULL, "prospect", "first_seen", c_v1, 0, 0);
-    expect_stage(x, "carol", 2, "prospect", "dormant", "inactive", c_v1 + 60 * D, 0, 0);
-    expect_stage(x, "carol", 3, "dormant", "prospect", "returned", c_v2, 0, 0);
-    expect_stage(x, "carol", 4, "prospect", "dormant", "inactive", c_v2 + 60 * D, 0, 0);
+    lc_expect_stage(x, "carol", 1, NULL, "prospect", "first_seen", c_v1, 0, 0);
+    lc_expect_stage(x, "carol", 2, "prospect", "dormant", "inactive", c_v1 + 60 * D, 0, 0);
+    lc_expect_stage(x, "carol", 3, "dormant", "prospect", "returned", c_v2, 0, 0);
+    lc_expect_stage(x, "carol", 4, "prospect", "dormant", "inactive", c_v2 + 60 * D, 0, 0);
 
     /* dave: 5 purchases in 9 days -> loyal; mean gap 2 d -> at_risk after
      * max(14, 4) = 14 d; dormant 60 d after the last purchase. */
-    expect_stage(x, "dave", 1, NULL, "new", "first_purchase", h_ts("2025-06-01T14:00:00Z"), 1, 20);
-    expect_stage(x, "dave", 2, "new", "active", "repeat_purchase", h_ts("2025-06-03T14:00:00Z"), 2,
-                 40);
-    expect_stage(x, "dave", 3, "active", "loyal", "loyal_threshold", d_p5, 5, 100);
-    expect_stage(x, "dave", 4, "loyal", "at_risk", "purchase_gap", d_p5 + 14 * D, 5, 100);
-    expect_stage(x, "dave", 5, "at_risk", "dormant", "inactive", d_p5 + 60 * D, 5, 100);
+    lc_expect_stage(x, "dave", 1, NULL, "new", "first_purchase", h_ts("2025-06-01T14:00:00Z"), 1,
+                    20);
+    lc_expect_stage(x, "dave", 2, "new", "active", "repeat_purchase", h_ts("2025-06-03T14:00:00Z"),
+                    2, 40);
+    lc_expect_stage(x, "dave", 3, "active", "loyal", "loyal_threshold", d_p5, 5, 100);
+    lc_expect_stage(x, "dave", 4, "loyal", "at_risk", "purchase_gap", d_p5 + 14 * D, 5, 100);
+    lc_expect_stage(x, "dave", 5, "at_risk", "dormant", "inactive", d_p5 + 60 * D, 5, 100);
 
     /* ticker: seen every 10 days, never dormant. */
-    expect_stage(x, "ticker", 1, NULL, "prospect", "first_seen", h_ts("2025-01-01T00:00:00Z"), 0,
-                 0);
+    lc_expect_stage(x, "ticker", 1, NULL, "prospect", "first_seen", h_ts("2025-01-01T00:00:00Z"), 0,
+                    0);
 }
 
 static void test_lifecycle_walk(void **state)
 {
-    struct fixture *f = *state;
-    struct expectations x;
+    struct lc_fixture *f = *state;
+    struct lc_expectations x;
     struct h_records rs = {0};
     char err[H_ERRLEN];
 
-    if (fresh_world(f, 3, 3, err, sizeof(err)) != 0)
+    if (lc_fresh_world(f, 3, 3, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     for (size_t i = 0; i < sizeof(lifecycle_events) / sizeof(lifecycle_events[0]); i++)
         send_event(f, &lifecycle_events[i]);
     lifecycle_expectations(&x);
-    assert_int_equal(expected_count(&x, H_T_STAGE), 24);
-    assert_int_equal(expected_count(&x, H_T_CHURN), 4);
-    assert_int_equal(expected_count(&x, H_T_WINBACK), 7);
+    assert_int_equal(lc_expected_count(&x, H_T_STAGE), 24);
+    assert_int_equal(lc_expected_count(&x, H_T_CHURN), 4);
+    assert_int_equal(lc_expected_count(&x, H_T_WINBACK), 7);
 
-    start_clvd(f, "walk");
-    collect_and_stop(f, expected_count(&x, NULL), &rs);
-    check_outputs(&x, &rs);
+    lc_start_clvd(f, "walk", NULL);
+    lc_collect_and_stop(f, lc_expected_count(&x, NULL), &rs);
+    lc_check_outputs(&x, &rs, NULL, NULL);
     h_records_free(&rs);
     f->passed = 1;
 }
@@ -598,7 +256,7 @@ static long b64decode(const char *in, unsigned char *out, size_t outlen)
     return (long)n;
 }
 
-static void send_bad(struct fixture *f, struct dead *d, const char *topic, int partition,
+static void send_bad(struct lc_fixture *f, struct dead *d, const char *topic, int partition,
                      const char *reason, const void *value, size_t len, int binary)
 {
     char err[H_ERRLEN];
@@ -638,10 +296,10 @@ static void drop_topic(struct h_records *rs, const char *topic)
 
 static void test_dead_letters(void **state)
 {
-    struct fixture *f = *state;
+    struct lc_fixture *f = *state;
     struct dead dl[16];
     int ndl = 0;
-    struct expectations x;
+    struct lc_expectations x;
     struct h_records rs = {0};
     char err[H_ERRLEN], future[32], buf[256], *big;
     const size_t big_len = 70000;
@@ -652,20 +310,21 @@ static void test_dead_letters(void **state)
     size_t textlen = 0;
     FILE *log;
 
-    if (fresh_world(f, 1, 2, err, sizeof(err)) != 0)
+    if (lc_fresh_world(f, 1, 2, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     memset(dl, 0, sizeof(dl));
     h_fmt_ts(h_now_ms() + 3600 * 1000, future, sizeof(future));
 
     /* Valid events of dl1 interleaved with one rejected message per reason. */
-    send_json(f, H_T_VISITS, 0, "dl1",
-              "{\"event_id\":\"dl1-v1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-01T10:00:00Z\"}");
+    lc_send_json(
+        f, H_T_VISITS, 0, "dl1",
+        "{\"event_id\":\"dl1-v1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-01T10:00:00Z\"}");
 #define BAD(topic, part, reason, literal)                                                          \
     send_bad(f, &dl[ndl++], topic, part, reason, literal, sizeof(literal) - 1, 0)
     BAD(H_T_VISITS, 0, "invalid_json", "{\"event_id\":\"dl-json\",\"customer_id\":");
-    send_json(f, H_T_PURCHASES, 0, "dl1",
-              "{\"event_id\":\"dl1-p1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-02T10:00:00Z\","
-              "\"amount\":20}");
+    lc_send_json(f, H_T_PURCHASES, 0, "dl1",
+                 "{\"event_id\":\"dl1-p1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-02T10:00:00Z\","
+                 "\"amount\":20}");
     BAD(H_T_PURCHASES, 0, "missing_field:event_id",
         "{\"customer_id\":\"dl-noid\",\"ts\":\"2025-03-02T11:00:00Z\",\"amount\":10}");
     BAD(H_T_PURCHASES, 0, "bad_type:amount",
@@ -700,24 +359,26 @@ static void test_dead_letters(void **state)
      * named by the spec (invalid_json or similar). */
     send_bad(f, &dl[ndl++], H_T_LOGINS, 1, NULL, utf8_bad, sizeof(utf8_bad) - 1, 1);
 #undef BAD
-    send_json(f, H_T_PURCHASES, 0, "dl1",
-              "{\"event_id\":\"dl1-p2\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-05T10:00:00Z\","
-              "\"amount\":25}");
-    send_json(f, H_T_LOGINS, 1, "dl1",
-              "{\"event_id\":\"dl1-l1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-06T10:00:00Z\"}");
+    lc_send_json(f, H_T_PURCHASES, 0, "dl1",
+                 "{\"event_id\":\"dl1-p2\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-05T10:00:00Z\","
+                 "\"amount\":25}");
+    lc_send_json(
+        f, H_T_LOGINS, 1, "dl1",
+        "{\"event_id\":\"dl1-l1\",\"customer_id\":\"dl1\",\"ts\":\"2025-03-06T10:00:00Z\"}");
 
     /* dl1's transitions, and nothing else: a rejected event (the one 1 h in
      * the future in particular) must not move the clock -- if it did, dl1's
      * at_risk deadline (03-19) would fire. */
     memset(&x, 0, sizeof(x));
-    expect_stage(&x, "dl1", 1, NULL, "prospect", "first_seen", h_ts("2025-03-01T10:00:00Z"), 0, 0);
-    expect_stage(&x, "dl1", 2, "prospect", "new", "first_purchase", h_ts("2025-03-02T10:00:00Z"), 1,
-                 20);
-    expect_stage(&x, "dl1", 3, "new", "active", "repeat_purchase", h_ts("2025-03-05T10:00:00Z"), 2,
-                 45);
+    lc_expect_stage(&x, "dl1", 1, NULL, "prospect", "first_seen", h_ts("2025-03-01T10:00:00Z"), 0,
+                    0);
+    lc_expect_stage(&x, "dl1", 2, "prospect", "new", "first_purchase", h_ts("2025-03-02T10:00:00Z"),
+                    1, 20);
+    lc_expect_stage(&x, "dl1", 3, "new", "active", "repeat_purchase", h_ts("2025-03-05T10:00:00Z"),
+                    2, 45);
 
-    start_clvd(f, "dead");
-    collect_and_stop(f, expected_count(&x, NULL) + (size_t)ndl, &rs);
+    lc_start_clvd(f, "dead", NULL);
+    lc_collect_and_stop(f, lc_expected_count(&x, NULL) + (size_t)ndl, &rs);
 
     /* Check the dead letters, then drop them and check the rest. */
     log = open_memstream(&text, &textlen);
@@ -732,7 +393,7 @@ static void test_dead_letters(void **state)
             const json_t *j = rs.r[k].json;
             double p = -1, o = -1;
             if (strcmp(rs.r[k].topic, H_T_DEAD) == 0 &&
-                streq_or_null(h_json_str(j, "topic"), d->topic) &&
+                lc_streq_or_null(h_json_str(j, "topic"), d->topic) &&
                 h_json_has_number(j, "partition", &p) && p == d->partition &&
                 h_json_has_number(j, "offset", &o) && o == (double)d->offset) {
                 r = &rs.r[k];
@@ -745,7 +406,7 @@ static void test_dead_letters(void **state)
             continue;
         }
         reason = h_json_str(r->json, "reason");
-        if (d->reason != NULL && !streq_or_null(reason, d->reason))
+        if (d->reason != NULL && !lc_streq_or_null(reason, d->reason))
             fprintf(log, "  %s[%d]@%lld: reason %s, want %s\n", d->topic, d->partition,
                     (long long)d->offset, reason, d->reason);
         if (d->reason == NULL)
@@ -783,7 +444,7 @@ static void test_dead_letters(void **state)
     }
     /* The rest, as in the lifecycle test. */
     drop_topic(&rs, H_T_DEAD);
-    check_outputs(&x, &rs);
+    lc_check_outputs(&x, &rs, NULL, NULL);
     for (int i = 0; i < ndl; i++)
         free(dl[i].value);
     h_records_free(&rs);
@@ -809,36 +470,37 @@ static const struct det_ev det_events[] = {
 };
 #define NDET (sizeof(det_events) / sizeof(det_events[0]))
 
-static void det_expectations(struct expectations *x)
+static void det_expectations(struct lc_expectations *x)
 {
     const int64_t D = H_DAY_MS;
 
     memset(x, 0, sizeof(*x));
-    expect_stage(x, "det", 1, NULL, "prospect", "first_seen", h_ts("2024-03-01T10:00:00Z"), 0, 0);
-    expect_stage(x, "det", 2, "prospect", "new", "first_purchase", h_ts("2024-03-05T10:00:00Z"), 1,
-                 30);
-    expect_stage(x, "det", 3, "new", "active", "repeat_purchase", h_ts("2024-03-20T10:00:00Z"), 2,
-                 55);
+    lc_expect_stage(x, "det", 1, NULL, "prospect", "first_seen", h_ts("2024-03-01T10:00:00Z"), 0,
+                    0);
+    lc_expect_stage(x, "det", 2, "prospect", "new", "first_purchase", h_ts("2024-03-05T10:00:00Z"),
+                    1, 30);
+    lc_expect_stage(x, "det", 3, "new", "active", "repeat_purchase", h_ts("2024-03-20T10:00:00Z"),
+                    2, 55);
     /* mean gap 15 d -> 30 d */
-    expect_stage(x, "det", 4, "active", "at_risk", "purchase_gap",
-                 h_ts("2024-03-20T10:00:00Z") + 30 * D, 2, 55);
-    expect_stage(x, "det", 5, "at_risk", "active", "recovered", h_ts("2024-05-03T10:00:00Z"), 3,
-                 95);
+    lc_expect_stage(x, "det", 4, "active", "at_risk", "purchase_gap",
+                    h_ts("2024-03-20T10:00:00Z") + 30 * D, 2, 55);
+    lc_expect_stage(x, "det", 5, "at_risk", "active", "recovered", h_ts("2024-05-03T10:00:00Z"), 3,
+                    95);
     /* purchase days 03-05, 03-20, 05-03: mean gap 29.5 d -> 59 d */
-    expect_stage(x, "det", 6, "active", "at_risk", "purchase_gap",
-                 h_ts("2024-05-03T10:00:00Z") + 59 * D, 3, 95);
-    expect_stage(x, "det", 7, "at_risk", "dormant", "inactive",
-                 h_ts("2024-05-03T10:00:00Z") + 60 * D, 3, 95);
-    expect_stage(x, "det", 8, "dormant", "at_risk", "returned", h_ts("2024-09-01T10:00:00Z"), 3,
-                 95);
-    expect_stage(x, "det", 9, "at_risk", "active", "recovered", h_ts("2024-09-03T10:00:00Z"), 4,
-                 130);
+    lc_expect_stage(x, "det", 6, "active", "at_risk", "purchase_gap",
+                    h_ts("2024-05-03T10:00:00Z") + 59 * D, 3, 95);
+    lc_expect_stage(x, "det", 7, "at_risk", "dormant", "inactive",
+                    h_ts("2024-05-03T10:00:00Z") + 60 * D, 3, 95);
+    lc_expect_stage(x, "det", 8, "dormant", "at_risk", "returned", h_ts("2024-09-01T10:00:00Z"), 3,
+                    95);
+    lc_expect_stage(x, "det", 9, "at_risk", "active", "recovered", h_ts("2024-09-03T10:00:00Z"), 4,
+                    130);
     /* 03-20, 05-03, 09-03, 09-05, 09-10: 5 purchases within 180 d */
-    expect_stage(x, "det", 10, "active", "loyal", "loyal_threshold", h_ts("2024-09-10T10:00:00Z"),
-                 6, 170);
+    lc_expect_stage(x, "det", 10, "active", "loyal", "loyal_threshold",
+                    h_ts("2024-09-10T10:00:00Z"), 6, 170);
 }
 
-static void send_det(struct fixture *f, const struct det_ev *e, int partition)
+static void send_det(struct lc_fixture *f, const struct det_ev *e, int partition)
 {
     struct ev ev = {e->topic, partition, "det", "det", e->ts, e->amount, NULL};
 
@@ -867,12 +529,12 @@ static char *strip_emitted_at(const struct h_record *r)
     return out;
 }
 
-static void run_det(struct fixture *f, int shuffled, const struct expectations *x,
+static void run_det(struct lc_fixture *f, int shuffled, const struct lc_expectations *x,
                     struct h_records *out)
 {
     char err[H_ERRLEN];
 
-    if (fresh_world(f, 1, shuffled ? 3 : 1, err, sizeof(err)) != 0)
+    if (lc_fresh_world(f, 1, shuffled ? 3 : 1, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (!shuffled) {
         for (size_t i = 0; i < NDET; i++)
@@ -888,14 +550,14 @@ static void run_det(struct fixture *f, int shuffled, const struct expectations *
                     send_det(f, &det_events[i], t == 0 ? 2 : t == 1 ? (nth++ < 2 ? 0 : 1) : 1);
         }
     }
-    start_clvd(f, shuffled ? "det-shuffled" : "det-ordered");
-    collect_and_stop(f, expected_count(x, NULL), out);
+    lc_start_clvd(f, shuffled ? "det-shuffled" : "det-ordered", NULL);
+    lc_collect_and_stop(f, lc_expected_count(x, NULL), out);
 }
 
 static void test_determinism(void **state)
 {
-    struct fixture *f = *state;
-    struct expectations x;
+    struct lc_fixture *f = *state;
+    struct lc_expectations x;
     struct h_records a = {0}, b = {0};
     int diffs = 0;
 
@@ -921,7 +583,7 @@ static void test_determinism(void **state)
             }
             va = strip_emitted_at(&a.r[ia]);
             vb = strip_emitted_at(&b.r[ib]);
-            if (strcmp(va, vb) != 0 || !streq_or_null(a.r[ia].key, b.r[ib].key)) {
+            if (strcmp(va, vb) != 0 || !lc_streq_or_null(a.r[ia].key, b.r[ib].key)) {
                 fprintf(stderr, "%s differs:\n  in order:     %s\n  out of order: %s\n",
                         h_output_topics[t], va, vb);
                 diffs++;
@@ -935,7 +597,7 @@ static void test_determinism(void **state)
     if (diffs > 0)
         fail_msg("%d output message(s) differ between the two deliveries", diffs);
     /* Identical; and right? */
-    check_outputs(&x, &a);
+    lc_check_outputs(&x, &a, NULL, NULL);
     h_records_free(&a);
     h_records_free(&b);
     f->passed = 1;
@@ -944,9 +606,9 @@ static void test_determinism(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_lifecycle_walk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_walk, lc_setup, lc_teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters, lc_setup, lc_teardown),
+        cmocka_unit_test_setup_teardown(test_determinism, lc_setup, lc_teardown),
     };
     const char *filter = getenv("CLVD_IT_FILTER");
     int skip = h_redis_cluster_skip(h_redis_cluster_env());
@@ -955,5 +617,5 @@ int main(void)
         return skip;
     if (filter != NULL && *filter != '\0')
         cmocka_set_test_filter(filter);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, lc_group_teardown);
 }

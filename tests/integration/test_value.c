@@ -27,7 +27,6 @@
  *
  * Environment: CLVD_IT_FILTER=<glob> runs only the matching tests; see
  * harness.h for CLVD_IT_KEEP and CLVD_IT_VERBOSE. */
-#define _GNU_SOURCE /* open_memstream, vasprintf */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,153 +34,23 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "clv.h"
 #include "harness.h"
-
-#ifndef CLVD_BINARY
-#error "CLVD_BINARY (path of the clvd executable) must be defined"
-#endif
-
-#define CONSUME_TIMEOUT_MS 120000 /* h_consume gives up after 20 s without news */
-#define QUIET_MS 1500
-#define STOP_TIMEOUT_MS 10000
+#include "lifecycle_support.h"
 
 /* Output numbers are rounded (p_alive and risk to 4 decimals). */
 #define ROUND4 (0.00005 + 1e-9)
 
 /* ---- fixture --------------------------------------------------------------- */
 
-struct fixture {
-    struct h_redis redis; /* one per group, flushed before each test */
-    char dir[H_PATHLEN];  /* configs and logs */
-    int run;              /* clvd runs so far: unique group ids and file names */
-    /* per test */
-    struct h_kafka kafka;
-    struct h_clvd clvd;
-    int passed;
-};
-
+/* The fixture, the clvd runs and the output checks are shared with
+ * test_lifecycle.c (lifecycle_support.c); here always on one redis-server. */
 static int group_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    char err[H_ERRLEN];
-
-    if (f == NULL)
-        return -1;
-    if (access(CLVD_BINARY, X_OK) != 0) {
-        fprintf(stderr, "clvd binary %s is missing: build the clvd target first\n", CLVD_BINARY);
-        free(f);
-        return -1;
-    }
-    if (h_tmpdir_create(f->dir, sizeof(f->dir), err, sizeof(err)) != 0 ||
-        h_redis_start(&f->redis, err, sizeof(err)) != 0) {
-        fprintf(stderr, "group setup: %s\n", err);
-        h_redis_stop(&f->redis);
-        h_tmpdir_remove(f->dir);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    h_redis_stop(&f->redis);
-    h_tmpdir_remove(f->dir);
-    free(f);
-    return 0;
-}
-
-/* Fresh Redis data and a fresh mock cluster with the default topics. */
-static int fresh_world(struct fixture *f, int in_partitions, char *err, size_t errlen)
-{
-    h_kafka_stop(&f->kafka);
-    if (h_redis_command(&f->redis, "FLUSHALL", NULL, 0, err, errlen) != 0)
-        return -1;
-    if (h_kafka_start(&f->kafka, 1, err, errlen) != 0)
-        return -1;
-    return h_kafka_create_default_topics(&f->kafka, in_partitions, 1, err, errlen);
-}
-
-static int setup(void **state)
-{
-    struct fixture *f = *state;
-
-    memset(&f->kafka, 0, sizeof(f->kafka));
-    memset(&f->clvd, 0, sizeof(f->clvd));
-    f->passed = 0;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    if (!f->passed && f->clvd.log[0] != '\0')
-        h_dump_file(f->clvd.log, "clvd log", 48 * 1024, stderr);
-    h_clvd_kill9(&f->clvd);
-    h_kafka_stop(&f->kafka);
-    return 0;
-}
-
-/* Write a config for the current cluster and Redis, with `settings` (a
- * NULL-terminated list of dotted key, raw YAML value pairs) on top of the
- * test template, and start clvd. */
-static void start_clvd(struct fixture *f, const char *name, const char *const *settings)
-{
-    char cfgpath[H_PATHLEN + 64], logpath[H_PATHLEN + 64], group[96], err[H_ERRLEN];
-    struct h_config cfg;
-
-    f->run++;
-    snprintf(cfgpath, sizeof(cfgpath), "%s/%s-%d.yaml", f->dir, name, f->run);
-    snprintf(logpath, sizeof(logpath), "%s/%s-%d.log", f->dir, name, f->run);
-    snprintf(group, sizeof(group), "clvd-it-%s-%d-%d", name, (int)getpid(), f->run);
-    assert_int_equal(h_config_init(&cfg, f->kafka.bootstraps, group, f->redis.socket), 0);
-    for (int i = 0; settings != NULL && settings[i] != NULL; i += 2)
-        assert_int_equal(h_config_set(&cfg, settings[i], "%s", settings[i + 1]), 0);
-    if (h_config_write(&cfg, cfgpath, err, sizeof(err)) != 0) {
-        h_config_free(&cfg);
-        fail_msg("%s", err);
-    }
-    h_config_free(&cfg);
-    if (h_clvd_start(&f->clvd, CLVD_BINARY, cfgpath, logpath, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-}
-
-/* Read the outputs until `expected` messages arrived and the topics stayed
- * quiet; then SIGTERM clvd (exit 0 within 10 s) and check that nothing more
- * was published on the way out.  Too few messages is not fatal here: the
- * caller's checks then say which ones are missing. */
-static void collect_and_stop(struct fixture *f, size_t expected, struct h_records *out)
-{
-    char err[H_ERRLEN];
-    struct h_records after = {0};
-    size_t n;
-
-    if (h_consume(f->kafka.bootstraps, h_output_topics, expected, QUIET_MS, CONSUME_TIMEOUT_MS, out,
-                  err, sizeof(err)) != 0) {
-        if (!h_clvd_running(&f->clvd))
-            fail_msg("%s; clvd is not running (wait status 0x%x)", err, f->clvd.status);
-        fprintf(stderr, "[warning] reading the outputs: %s\n", err);
-    }
-    if (h_clvd_stop(&f->clvd, STOP_TIMEOUT_MS, err, sizeof(err)) != 0)
-        fail_msg("SIGTERM: %s", err);
-    n = out->n;
-    if (h_consume(f->kafka.bootstraps, h_output_topics, n, 500, 30000, &after, err, sizeof(err)) !=
-            0 ||
-        after.n != n) {
-        h_records_dump(&after, stderr);
-        h_records_free(&after);
-        fail_msg("%zu output message(s) before SIGTERM, other count after: %s", n, err);
-    }
-    h_records_free(&after);
+    return lc_group_setup(state, 0);
 }
 
 /* ---- input ----------------------------------------------------------------- */
@@ -200,37 +69,18 @@ struct buyer {
     int n;
 };
 
-static void send_json(struct fixture *f, const char *topic, int32_t partition, const char *key,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void send_json(struct fixture *f, const char *topic, int32_t partition, const char *key,
-                      const char *fmt, ...)
-{
-    char *value = NULL, err[H_ERRLEN];
-    va_list ap;
-    int rc;
-
-    va_start(ap, fmt);
-    rc = vasprintf(&value, fmt, ap);
-    va_end(ap);
-    assert_true(rc >= 0);
-    rc = h_produce_str(&f->kafka, topic, partition, key, value, NULL, err, sizeof(err));
-    free(value);
-    if (rc != 0)
-        fail_msg("%s", err);
-}
-
-static void send_purchases(struct fixture *f, const struct buyer *b)
+static void send_purchases(struct lc_fixture *f, const struct buyer *b)
 {
     for (int i = 0; i < b->n; i++)
-        send_json(f, H_T_PURCHASES, b->partition, b->id,
-                  "{\"event_id\":\"%s/p%d\",\"customer_id\":\"%s\",\"ts\":\"%s\",\"amount\":%.2f}",
-                  b->id, i + 1, b->id, b->p[i].ts, b->p[i].amount);
+        lc_send_json(
+            f, H_T_PURCHASES, b->partition, b->id,
+            "{\"event_id\":\"%s/p%d\",\"customer_id\":\"%s\",\"ts\":\"%s\",\"amount\":%.2f}", b->id,
+            i + 1, b->id, b->p[i].ts, b->p[i].amount);
 }
 
 /* The ticker's visits, every 10 days from `from` up to and including `to`
  * (which is where the watermark ends). */
-static void send_ticker(struct fixture *f, int partition, int64_t from, int64_t to)
+static void send_ticker(struct lc_fixture *f, int partition, int64_t from, int64_t to)
 {
     char ts[32];
 
@@ -238,8 +88,9 @@ static void send_ticker(struct fixture *f, int partition, int64_t from, int64_t 
         if (t > to)
             t = to;
         h_fmt_ts(t, ts, sizeof(ts));
-        send_json(f, H_T_VISITS, partition, "ticker",
-                  "{\"event_id\":\"ticker/%s\",\"customer_id\":\"ticker\",\"ts\":\"%s\"}", ts, ts);
+        lc_send_json(f, H_T_VISITS, partition, "ticker",
+                     "{\"event_id\":\"ticker/%s\",\"customer_id\":\"ticker\",\"ts\":\"%s\"}", ts,
+                     ts);
         if (t == to)
             break;
     }
@@ -296,82 +147,23 @@ static double model_p_alive(const struct buyer *b, int64_t at)
 
 /* ---- expected outputs ------------------------------------------------------ */
 
-struct expect {
-    const char *topic;
-    const char *customer;
-    int seq;
-    const char *from; /* NULL: JSON null */
-    const char *to;
-    const char *reason;
-    int64_t at;
-    const char *kind;      /* win-back */
-    const char *direction; /* tier changes */
-    const char *tier;      /* customer.tier; checked when not NULL */
-    int purchases;
-    double revenue;
-    int model;      /* the model's figures: numbers for buyers (else null); 0: all null */
-    double p_alive; /* customer.p_alive and the churn warning's risk; NAN: unchecked */
-};
-
-#define MAX_EXPECT 64
-struct expectations {
-    int n;
-    int model; /* clv.model: bgnbd in this run */
-    struct expect e[MAX_EXPECT];
-};
-
-/* A stage change and what it implies (SPEC section 6): a churn warning when
- * entering at_risk; a win-back trigger when entering dormant or churned and
- * for returned / won_back, only for customers with >= 1 purchase.  Returns
- * the index of the first expectation added (see annotate()). */
-static int expect_stage(struct expectations *x, const char *customer, int seq, const char *from,
-                        const char *to, const char *reason, int64_t at, int purchases,
-                        double revenue)
-{
-    struct expect base = {H_T_STAGE, customer, seq,  from,      to,      reason,   at,
-                          NULL,      NULL,     NULL, purchases, revenue, x->model, NAN};
-    const char *kind = NULL;
-    int first = x->n;
-
-    assert_true(x->n + 3 <= MAX_EXPECT);
-    x->e[x->n++] = base;
-    if (strcmp(to, "at_risk") == 0) {
-        x->e[x->n] = base;
-        x->e[x->n++].topic = H_T_CHURN;
-    }
-    if (strcmp(to, "dormant") == 0)
-        kind = "dormant";
-    else if (strcmp(to, "churned") == 0)
-        kind = "churned";
-    else if (strcmp(reason, "returned") == 0)
-        kind = "returned";
-    else if (strcmp(reason, "won_back") == 0)
-        kind = "won_back";
-    if (kind != NULL && purchases > 0) {
-        x->e[x->n] = base;
-        x->e[x->n].topic = H_T_WINBACK;
-        x->e[x->n++].kind = kind;
-    }
-    return first;
-}
-
-/* A tier change: reason and direction "upgrade" / "downgrade"; the snapshot
- * carries the new tier. */
-static int expect_tier(struct expectations *x, const char *customer, int seq, const char *from,
+/* Stage changes: lc_expect_stage (lifecycle_support.c).  A tier change:
+ * reason and direction "upgrade" / "downgrade"; the snapshot carries the new
+ * tier. */
+static int expect_tier(struct lc_expectations *x, const char *customer, int seq, const char *from,
                        const char *to, const char *direction, int64_t at, int purchases,
                        double revenue)
 {
-    struct expect e = {H_T_TIER, customer,  seq, from,      to,      direction, at,
-                       NULL,     direction, to,  purchases, revenue, x->model,  NAN};
+    int i = lc_expect(x, H_T_TIER, customer, seq, from, to, direction, at, purchases, revenue);
 
-    assert_true(x->n + 1 <= MAX_EXPECT);
-    x->e[x->n++] = e;
-    return x->n - 1;
+    x->e[i].direction = direction;
+    x->e[i].tier = to;
+    return i;
 }
 
 /* Set the expected customer.tier (when not NULL) and P(alive) of the
  * expectations from index `first` on. */
-static void annotate(struct expectations *x, int first, const char *tier, double p_alive)
+static void annotate(struct lc_expectations *x, int first, const char *tier, double p_alive)
 {
     for (int i = first; i < x->n; i++) {
         if (tier != NULL)
@@ -380,168 +172,43 @@ static void annotate(struct expectations *x, int first, const char *tier, double
     }
 }
 
-static size_t expected_count(const struct expectations *x, const char *topic)
-{
-    size_t n = 0;
-
-    for (int i = 0; i < x->n; i++)
-        if (topic == NULL || strcmp(x->e[i].topic, topic) == 0)
-            n++;
-    return n;
-}
-
-static const char *schema_of(const char *topic)
-{
-    if (strcmp(topic, H_T_STAGE) == 0)
-        return "clvd.stage_change.v1";
-    if (strcmp(topic, H_T_CHURN) == 0)
-        return "clvd.churn_warning.v1";
-    if (strcmp(topic, H_T_TIER) == 0)
-        return "clvd.tier_change.v1";
-    return "clvd.win_back.v1";
-}
-
-static int streq_or_null(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-/* The one record of `topic` with this event_id, or NULL (also when there are
- * several). */
-static const struct h_record *find_record(const struct h_records *rs, const char *topic,
-                                          const char *customer, int seq)
-{
-    const struct h_record *r = NULL;
-    char id[192];
-    int found = 0;
-
-    snprintf(id, sizeof(id), "%s:%d", customer, seq);
-    for (size_t k = 0; k < rs->n; k++)
-        if (strcmp(rs->r[k].topic, topic) == 0 &&
-            streq_or_null(h_json_str(rs->r[k].json, "event_id"), id)) {
-            r = &rs->r[k];
-            found++;
-        }
-    return found == 1 ? r : NULL;
-}
-
-/* Check one output message against its expectation; problems go to `log`. */
-static void check_message(const struct expect *e, const struct h_record *r, FILE *log)
+/* The model's figures in one message (lc_check_outputs hook): the churn
+ * warning's risk is 1 - P(alive); a buyer's snapshot carries numbers with
+ * clv.model: bgnbd, every other snapshot nulls. */
+static void check_model(const struct lc_expect *e, const json_t *j, const json_t *cust, FILE *log)
 {
     static const char *const model_fields[] = {"p_alive", "clv_predicted",
                                                "expected_purchases_90d"};
-    const json_t *j = r->json, *cust;
-    char at[32], id[192];
-    const char *s;
     double v = NAN;
 
-    snprintf(id, sizeof(id), "%s:%d", e->customer, e->seq);
-#define PROBLEM(...)                                                                               \
-    do {                                                                                           \
-        fprintf(log, "  %s %s: ", e->topic, id);                                                   \
-        fprintf(log, __VA_ARGS__);                                                                 \
-        fputc('\n', log);                                                                          \
-    } while (0)
-    if (!streq_or_null(r->key, e->customer))
-        PROBLEM("key %s, want %s", r->key ? r->key : "(none)", e->customer);
-    if (!streq_or_null(h_json_str(j, "schema"), schema_of(e->topic)))
-        PROBLEM("schema %s, want %s", h_json_str(j, "schema"), schema_of(e->topic));
-    if (!streq_or_null(h_json_str(j, "customer_id"), e->customer))
-        PROBLEM("customer_id %s", h_json_str(j, "customer_id"));
-    if (e->from == NULL ? !h_json_is_null(j, "from")
-                        : !streq_or_null(h_json_str(j, "from"), e->from))
-        PROBLEM("from %s, want %s", h_json_is_null(j, "from") ? "null" : h_json_str(j, "from"),
-                e->from ? e->from : "null");
-    if (!streq_or_null(h_json_str(j, "to"), e->to))
-        PROBLEM("to %s, want %s", h_json_str(j, "to"), e->to);
-    if (!streq_or_null(h_json_str(j, "reason"), e->reason))
-        PROBLEM("reason %s, want %s", h_json_str(j, "reason"), e->reason);
-    h_fmt_ts(e->at, at, sizeof(at));
-    if (!streq_or_null(h_json_str(j, "at"), at))
-        PROBLEM("at %s, want %s", h_json_str(j, "at"), at);
-    if (h_json_str(j, "emitted_at") == NULL)
-        PROBLEM("no emitted_at");
-    if (e->kind != NULL && !streq_or_null(h_json_str(j, "kind"), e->kind))
-        PROBLEM("kind %s, want %s", h_json_str(j, "kind"), e->kind);
-    if (e->direction != NULL && !streq_or_null(h_json_str(j, "direction"), e->direction))
-        PROBLEM("direction %s, want %s", h_json_str(j, "direction"), e->direction);
-    if (strcmp(e->topic, H_T_CHURN) == 0) {
-        if (!h_json_has_number(j, "risk", &v) || !h_json_has_number(j, "clv_at_stake", NULL))
-            PROBLEM("risk or clv_at_stake missing or not numbers");
-        else if (e->model && !isnan(e->p_alive) && fabs(v - (1.0 - e->p_alive)) > ROUND4)
-            PROBLEM("risk %.4f, want 1 - P(alive) = %.6f", v, 1.0 - e->p_alive);
-    }
-    cust = json_object_get(j, "customer");
-    if (!json_is_object(cust)) {
-        PROBLEM("no customer object");
+    /* A missing risk or clv_at_stake is lc_check_outputs' problem. */
+    if (strcmp(e->topic, H_T_CHURN) == 0 && h_json_has_number(j, "risk", &v) &&
+        h_json_has_number(j, "clv_at_stake", NULL) && e->model && !isnan(e->p_alive) &&
+        fabs(v - (1.0 - e->p_alive)) > ROUND4)
+        lc_problem(log, e, "risk %.4f, want 1 - P(alive) = %.6f", v, 1.0 - e->p_alive);
+    if (cust == NULL)
         return;
-    }
-    if (!h_json_has_number(cust, "purchases", &v) || v != e->purchases)
-        PROBLEM("customer.purchases %g, want %d", v, e->purchases);
-    if (!h_json_has_number(cust, "revenue", &v) || v < e->revenue - 1e-6 || v > e->revenue + 1e-6)
-        PROBLEM("customer.revenue %g, want %g", v, e->revenue);
-    s = h_json_str(cust, "tier");
-    if (e->tier != NULL && !streq_or_null(s, e->tier))
-        PROBLEM("customer.tier %s, want %s", s, e->tier);
     for (size_t i = 0; i < sizeof(model_fields) / sizeof(model_fields[0]); i++) {
         if (e->model && e->purchases > 0) {
             if (!h_json_has_number(cust, model_fields[i], NULL))
-                PROBLEM("customer.%s is not a number (clv.model: bgnbd)", model_fields[i]);
+                lc_problem(log, e, "customer.%s is not a number (clv.model: bgnbd)",
+                           model_fields[i]);
         } else if (!h_json_is_null(cust, model_fields[i])) {
-            PROBLEM("customer.%s is not null (%s)", model_fields[i],
-                    e->model ? "no purchase yet" : "clv.model: none");
+            lc_problem(log, e, "customer.%s is not null (%s)", model_fields[i],
+                       e->model ? "no purchase yet" : "clv.model: none");
         }
     }
     if (e->model && !isnan(e->p_alive) && h_json_has_number(cust, "p_alive", &v) &&
         fabs(v - e->p_alive) > ROUND4)
-        PROBLEM("customer.p_alive %.4f, want %.6f", v, e->p_alive);
-#undef PROBLEM
+        lc_problem(log, e, "customer.p_alive %.4f, want %.6f", v, e->p_alive);
 }
 
-/* Every expected message exactly once with the right fields, per customer in
- * sequence order on each topic, and nothing else on any output topic. */
-static void check_outputs(const struct expectations *x, const struct h_records *rs)
+/* Stage and tier changes share each customer's transition sequence:
+ * 1, 2, 3, ... over both topics, no gap, no number twice, in time order
+ * (lc_check_outputs hook). */
+static void check_transitions(const struct lc_expectations *x, const struct h_records *rs,
+                              FILE *log)
 {
-    char *text = NULL;
-    size_t textlen = 0;
-    FILE *log = open_memstream(&text, &textlen);
-    int problems;
-
-    assert_non_null(log);
-    for (int i = 0; i < x->n; i++) {
-        const struct expect *e = &x->e[i];
-        const struct h_record *r = find_record(rs, e->topic, e->customer, e->seq);
-
-        if (r == NULL) {
-            fprintf(log, "  %s %s:%d (%s -> %s, %s): missing or published more than once\n",
-                    e->topic, e->customer, e->seq, e->from ? e->from : "null", e->to, e->reason);
-            continue;
-        }
-        check_message(e, r, log);
-    }
-    for (int t = 0; h_output_topics[t] != NULL; t++) {
-        size_t got = h_records_count(rs, h_output_topics[t]);
-        size_t want = expected_count(x, h_output_topics[t]);
-        if (got != want)
-            fprintf(log, "  %s: %zu message(s), want %zu\n", h_output_topics[t], got, want);
-    }
-    /* Per customer and topic, sequence numbers increase in publication order. */
-    for (size_t a = 0; a < rs->n; a++) {
-        const char *ida = h_json_str(rs->r[a].json, "event_id"), *ca;
-        if (ida == NULL || (ca = strrchr(ida, ':')) == NULL)
-            continue;
-        for (size_t b = a + 1; b < rs->n; b++) {
-            const char *idb = h_json_str(rs->r[b].json, "event_id"), *cb;
-            if (idb == NULL || (cb = strrchr(idb, ':')) == NULL ||
-                strcmp(rs->r[a].topic, rs->r[b].topic) != 0 || ca - ida != cb - idb ||
-                strncmp(ida, idb, (size_t)(ca - ida)) != 0)
-                continue;
-            if (atoi(cb + 1) <= atoi(ca + 1))
-                fprintf(log, "  %s: %s published after %s\n", rs->r[a].topic, idb, ida);
-        }
-    }
-    /* Stage and tier changes share each customer's transition sequence:
-     * 1, 2, 3, ... over both topics, no gap, no number twice, in time order. */
     for (int i = 0; i < x->n; i++) {
         const char *cust = x->e[i].customer;
         int seen = 0, n = 0;
@@ -553,11 +220,11 @@ static void check_outputs(const struct expectations *x, const struct h_records *
             continue;
         for (size_t k = 0; k < rs->n; k++)
             if ((strcmp(rs->r[k].topic, H_T_STAGE) == 0 || strcmp(rs->r[k].topic, H_T_TIER) == 0) &&
-                streq_or_null(h_json_str(rs->r[k].json, "customer_id"), cust))
+                lc_streq_or_null(h_json_str(rs->r[k].json, "customer_id"), cust))
                 n++;
         for (int seq = 1; seq <= n; seq++) {
-            const struct h_record *st = find_record(rs, H_T_STAGE, cust, seq);
-            const struct h_record *ti = find_record(rs, H_T_TIER, cust, seq);
+            const struct h_record *st = lc_find_record(rs, H_T_STAGE, cust, seq, NULL);
+            const struct h_record *ti = lc_find_record(rs, H_T_TIER, cust, seq, NULL);
             const struct h_record *r = st != NULL ? st : ti;
             const char *at = r != NULL ? h_json_str(r->json, "at") : NULL;
             if ((st != NULL) == (ti != NULL) || at == NULL) {
@@ -571,15 +238,13 @@ static void check_outputs(const struct expectations *x, const struct h_records *
             prev = h_ts(at);
         }
     }
-    fclose(log);
-    problems = textlen > 0;
-    if (problems) {
-        h_records_dump(rs, stderr);
-        fprintf(stderr, "==== output problems:\n%s", text);
-    }
-    free(text);
-    if (problems)
-        fail_msg("the outputs differ from the expected ones (see above)");
+}
+
+/* Every expected message exactly once and right, nothing else, and the
+ * checks above. */
+static void check_outputs(const struct lc_expectations *x, const struct h_records *rs)
+{
+    lc_check_outputs(x, rs, check_model, check_transitions);
 }
 
 /* An output time "YYYY-MM-DDTHH:MM:SS.mmmZ" -> epoch ms; 0 if it is not one
@@ -688,7 +353,7 @@ static const struct purchase tom_p[] = {{"2025-03-04T11:00:00Z", 600},
 
 static void test_tiers(void **state)
 {
-    struct fixture *f = *state;
+    struct lc_fixture *f = *state;
     const struct buyer tina = {"tina", 0, tina_p, 3}, tom = {"tom", 1, tom_p, 2};
     const int64_t D = H_DAY_MS, end = h_ts("2025-04-20T00:00:00Z");
     const char *const settings[] = {"tiers.window_days", "30", "tiers.levels", TIER_LEVELS_YAML,
@@ -709,7 +374,7 @@ static void test_tiers(void **state)
         {h_ts(tom_p[1].ts), 1, 2}, /* 1050 */
         {tom_out1, 2, 0},          /* 450: below silver too, one step to standard */
     };
-    struct expectations x;
+    struct lc_expectations x;
     struct h_records rs = {0};
     char err[H_ERRLEN];
     int i;
@@ -723,13 +388,13 @@ static void test_tiers(void **state)
     /* tina: purchase days 03-03, 03-05, 03-10 (mean gap 3.5 d): at_risk
      * max(14, 7) = 14 d after the last purchase, before the downgrades.  A
      * purchase's stage change comes before its tier change (seq 2, 3). */
-    i = expect_stage(&x, "tina", 1, NULL, "new", "first_purchase", h_ts(tina_p[0].ts), 1, 300);
+    i = lc_expect_stage(&x, "tina", 1, NULL, "new", "first_purchase", h_ts(tina_p[0].ts), 1, 300);
     annotate(&x, i, "standard", NAN); /* the base tier, silently */
-    expect_stage(&x, "tina", 2, "new", "active", "repeat_purchase", h_ts(tina_p[1].ts), 2, 550);
+    lc_expect_stage(&x, "tina", 2, "new", "active", "repeat_purchase", h_ts(tina_p[1].ts), 2, 550);
     expect_tier(&x, "tina", 3, "standard", "silver", "upgrade", h_ts(tina_p[1].ts), 2, 550);
     expect_tier(&x, "tina", 4, "silver", "gold", "upgrade", h_ts(tina_p[2].ts), 3, 1050);
-    i = expect_stage(&x, "tina", 5, "active", "at_risk", "purchase_gap",
-                     h_ts(tina_p[2].ts) + 14 * D, 3, 1050);
+    i = lc_expect_stage(&x, "tina", 5, "active", "at_risk", "purchase_gap",
+                        h_ts(tina_p[2].ts) + 14 * D, 3, 1050);
     annotate(&x, i, "gold", NAN);
     expect_tier(&x, "tina", 6, "gold", "silver", "downgrade", tina_out1, 3, 1050);
     expect_tier(&x, "tina", 7, "silver", "standard", "downgrade", tina_out3, 3, 1050);
@@ -738,28 +403,28 @@ static void test_tiers(void **state)
     /* tom: one purchase straight into silver; gold on the second; purchase
      * days 03-04, 03-06: at_risk max(14, 4) = 14 d after 03-06T15:00; gold
      * -> standard in one step when 03-04 leaves the window. */
-    expect_stage(&x, "tom", 1, NULL, "new", "first_purchase", h_ts(tom_p[0].ts), 1, 600);
+    lc_expect_stage(&x, "tom", 1, NULL, "new", "first_purchase", h_ts(tom_p[0].ts), 1, 600);
     expect_tier(&x, "tom", 2, "standard", "silver", "upgrade", h_ts(tom_p[0].ts), 1, 600);
-    expect_stage(&x, "tom", 3, "new", "active", "repeat_purchase", h_ts(tom_p[1].ts), 2, 1050);
+    lc_expect_stage(&x, "tom", 3, "new", "active", "repeat_purchase", h_ts(tom_p[1].ts), 2, 1050);
     expect_tier(&x, "tom", 4, "silver", "gold", "upgrade", h_ts(tom_p[1].ts), 2, 1050);
-    i = expect_stage(&x, "tom", 5, "active", "at_risk", "purchase_gap", h_ts(tom_p[1].ts) + 14 * D,
-                     2, 1050);
+    i = lc_expect_stage(&x, "tom", 5, "active", "at_risk", "purchase_gap",
+                        h_ts(tom_p[1].ts) + 14 * D, 2, 1050);
     annotate(&x, i, "gold", NAN);
     expect_tier(&x, "tom", 6, "gold", "standard", "downgrade", tom_out1, 2, 1050);
 
     /* ticker: visits every 10 days, never a purchase, never dormant. */
-    i = expect_stage(&x, "ticker", 1, NULL, "prospect", "first_seen", h_ts("2025-03-01T00:00:00Z"),
-                     0, 0);
+    i = lc_expect_stage(&x, "ticker", 1, NULL, "prospect", "first_seen",
+                        h_ts("2025-03-01T00:00:00Z"), 0, 0);
     annotate(&x, i, "standard", NAN);
-    assert_int_equal(expected_count(&x, H_T_TIER), 7);
+    assert_int_equal(lc_expected_count(&x, H_T_TIER), 7);
 
-    if (fresh_world(f, 3, err, sizeof(err)) != 0)
+    if (lc_fresh_world(f, 1, 3, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     send_purchases(f, &tina);
     send_purchases(f, &tom);
     send_ticker(f, 2, h_ts("2025-03-01T00:00:00Z"), end);
-    start_clvd(f, "tiers", settings);
-    collect_and_stop(f, expected_count(&x, NULL), &rs);
+    lc_start_clvd(f, "tiers", settings);
+    lc_collect_and_stop(f, lc_expected_count(&x, NULL), &rs);
     check_outputs(&x, &rs);
     h_records_free(&rs);
     f->passed = 1;
@@ -787,51 +452,51 @@ static const struct buyer pam = {"pam", 0, pam_p, 4}, solo = {"solo", 1, solo_p,
 
 /* Produce the model scenario, run clvd with p_alive_below = `below` and read
  * the outputs (`expected` messages). */
-static void run_model(struct fixture *f, const char *name, const char *below, size_t expected,
+static void run_model(struct lc_fixture *f, const char *name, const char *below, size_t expected,
                       struct h_records *rs)
 {
     const char *const settings[] = {
         "clv.model", "bgnbd", "clv.bgnbd", BG_YAML, "lifecycle.at_risk.p_alive_below", below, NULL};
     char err[H_ERRLEN];
 
-    if (fresh_world(f, 3, err, sizeof(err)) != 0)
+    if (lc_fresh_world(f, 1, 3, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     send_purchases(f, &pam);
     send_purchases(f, &solo);
     send_ticker(f, 2, h_ts("2025-06-01T00:00:00Z"), h_ts(P_ALIVE_END));
-    start_clvd(f, name, settings);
-    collect_and_stop(f, expected, rs);
+    lc_start_clvd(f, name, settings);
+    lc_collect_and_stop(f, expected, rs);
 }
 
 /* Everything but pam's at_risk, which the caller adds.  Every snapshot of a
  * buyer carries P(alive) as recomputed here. */
-static void model_expectations(struct expectations *x)
+static void model_expectations(struct lc_expectations *x)
 {
     const int64_t p1 = h_ts(pam_p[0].ts), p2 = h_ts(pam_p[1].ts), s1 = h_ts(solo_p[0].ts);
     int i;
 
     memset(x, 0, sizeof(*x));
     x->model = 1;
-    i = expect_stage(x, "pam", 1, NULL, "new", "first_purchase", p1, 1, 40);
+    i = lc_expect_stage(x, "pam", 1, NULL, "new", "first_purchase", p1, 1, 40);
     annotate(x, i, "standard", model_p_alive(&pam, p1)); /* no repeat yet: 1 */
-    i = expect_stage(x, "pam", 2, "new", "active", "repeat_purchase", p2, 2, 65);
+    i = lc_expect_stage(x, "pam", 2, "new", "active", "repeat_purchase", p2, 2, 65);
     annotate(x, i, "standard", model_p_alive(&pam, p2));
     /* her third and fourth purchases change nothing (loyal needs 5) */
-    i = expect_stage(x, "solo", 1, NULL, "new", "first_purchase", s1, 1, 50);
+    i = lc_expect_stage(x, "solo", 1, NULL, "new", "first_purchase", s1, 1, 50);
     annotate(x, i, "standard", 1.0);
-    i = expect_stage(x, "solo", 2, "new", "at_risk", "purchase_gap", s1 + 30 * H_DAY_MS, 1, 50);
+    i = lc_expect_stage(x, "solo", 2, "new", "at_risk", "purchase_gap", s1 + 30 * H_DAY_MS, 1, 50);
     annotate(x, i, "standard", 1.0); /* risk 0 */
-    i = expect_stage(x, "ticker", 1, NULL, "prospect", "first_seen", h_ts("2025-06-01T00:00:00Z"),
-                     0, 0);
+    i = lc_expect_stage(x, "ticker", 1, NULL, "prospect", "first_seen",
+                        h_ts("2025-06-01T00:00:00Z"), 0, 0);
     annotate(x, i, "standard", NAN); /* no purchase: the model's figures are null */
 }
 
 static void test_p_alive_at_risk(void **state)
 {
-    struct fixture *f = *state;
+    struct lc_fixture *f = *state;
     const int64_t last = h_ts(pam_p[3].ts);
     const int64_t gap_deadline = last + PAM_GAP_DEADLINE_DAYS * H_DAY_MS;
-    struct expectations x;
+    struct lc_expectations x;
     struct h_records rs = {0};
     const struct h_record *r;
     char below[32], ts[32];
@@ -846,11 +511,11 @@ static void test_p_alive_at_risk(void **state)
 
     model_expectations(&x);
     snprintf(below, sizeof(below), "%g", P_ALIVE_BELOW);
-    run_model(f, "p-alive", below, expected_count(&x, NULL) + 2, &rs);
+    run_model(f, "p-alive", below, lc_expected_count(&x, NULL) + 2, &rs);
 
     /* pam's third transition: at_risk by p_alive, at the first second
      * P(alive) < 0.7 (clvd bisects to the second). */
-    r = find_record(&rs, H_T_STAGE, "pam", 3);
+    r = lc_find_record(&rs, H_T_STAGE, "pam", 3, NULL);
     if (r == NULL || !parse_at(h_json_str(r->json, "at"), &at)) {
         h_records_dump(&rs, stderr);
         fail_msg("no single stage change pam:3 with a valid \"at\"");
@@ -873,7 +538,7 @@ static void test_p_alive_at_risk(void **state)
                  "crossed in between",
                  ts, p_at, p_before, P_ALIVE_BELOW);
     }
-    i = expect_stage(&x, "pam", 3, "active", "at_risk", "p_alive", at, 4, 130);
+    i = lc_expect_stage(&x, "pam", 3, "active", "at_risk", "p_alive", at, 4, 130);
     annotate(&x, i, "standard", p_at); /* the churn warning's risk: 1 - P(alive) */
     /* Nothing more for pam: at_risk already, dormant (08-07) after the end. */
     check_outputs(&x, &rs);
@@ -886,17 +551,17 @@ static void test_p_alive_at_risk(void **state)
  * still carry the model's figures, and the warning's risk is 1 - P(alive). */
 static void test_p_alive_off(void **state)
 {
-    struct fixture *f = *state;
+    struct lc_fixture *f = *state;
     const int64_t at = h_ts(pam_p[3].ts) + PAM_GAP_DEADLINE_DAYS * H_DAY_MS;
-    struct expectations x;
+    struct lc_expectations x;
     struct h_records rs = {0};
     int i;
 
     model_expectations(&x);
-    i = expect_stage(&x, "pam", 3, "active", "at_risk", "purchase_gap", at, 4, 130);
+    i = lc_expect_stage(&x, "pam", 3, "active", "at_risk", "purchase_gap", at, 4, 130);
     annotate(&x, i, "standard", model_p_alive(&pam, at));
     assert_true(model_p_alive(&pam, at) < P_ALIVE_BELOW); /* it would have been p_alive */
-    run_model(f, "p-alive-off", "0", expected_count(&x, NULL), &rs);
+    run_model(f, "p-alive-off", "0", lc_expected_count(&x, NULL), &rs);
     check_outputs(&x, &rs);
     h_records_free(&rs);
     f->passed = 1;
@@ -905,13 +570,13 @@ static void test_p_alive_off(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_tiers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_p_alive_at_risk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_p_alive_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tiers, lc_setup, lc_teardown),
+        cmocka_unit_test_setup_teardown(test_p_alive_at_risk, lc_setup, lc_teardown),
+        cmocka_unit_test_setup_teardown(test_p_alive_off, lc_setup, lc_teardown),
     };
     const char *filter = getenv("CLVD_IT_FILTER");
 
     if (filter != NULL && *filter != '\0')
         cmocka_set_test_filter(filter);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, lc_group_teardown);
 }
