@@ -321,10 +321,15 @@ static void collect(struct clvd *d)
         struct clv_job *j = worker_collect(w);
         if (j == NULL)
             continue;
-        if (j->rc == 0)
+        if (j->rc == 0) {
+            /* The worker's next batch before this one's outputs: the worker
+             * need not wait while they are produced.  Not after a failure,
+             * which must go again before anything queued after it. */
+            worker_dispatch(w, clv_mono_ms());
             applied(d, w, j);
-        else
+        } else {
             not_applied(d, w, j);
+        }
     }
     if (d->paused && !any_failed(d)) {
         consumer_pause_all(&d->consumer, 0);
