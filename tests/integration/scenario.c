@@ -13,26 +13,13 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common.h"
 #include "customer.h"
 #include "keys.h"
 
 #ifndef CLVD_BINARY
 #error "CLVD_BINARY (path of the clvd executable) must be defined"
 #endif
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- deterministic randomness (splitmix64) ------------------------------------ */
 
@@ -294,7 +281,7 @@ int scenario_generate(struct scenario *s, uint64_t seed, int customers, char *er
     return 0;
 oom:
     scenario_free(s);
-    seterr(err, errlen, "scenario: out of memory");
+    clv_seterr(err, errlen, "scenario: out of memory");
     return -1;
 }
 
@@ -413,7 +400,7 @@ int scen_config_write(const struct scen_world *w, const struct h_config *cfg, co
                       char *path, size_t pathlen, char *err, size_t errlen)
 {
     if ((size_t)snprintf(path, pathlen, "%s/%s.yaml", w->dir, name) >= pathlen) {
-        seterr(err, errlen, "config path too long");
+        clv_seterr(err, errlen, "config path too long");
         return -1;
     }
     return h_config_write(cfg, path, err, errlen);
@@ -885,7 +872,7 @@ static int dump_redis(struct scen_world *w, struct scenario_result *r, char *err
     r->state = x.state.v;
     r->nstate = x.state.n;
     if (rc != 0)
-        seterr(err, errlen, "redis dump failed: %s", why);
+        clv_seterr(err, errlen, "redis dump failed: %s", why);
     return rc;
 }
 
@@ -1063,7 +1050,7 @@ int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, ch
         goto out;
     snprintf(group, sizeof(group), "clvd-clean-%d", (int)getpid());
     if (scen_config(&w, &cfg, group) != 0) {
-        seterr(err, errlen, "config: out of memory");
+        clv_seterr(err, errlen, "config: out of memory");
         goto out;
     }
     rc = scen_config_write(&w, &cfg, "clean", cfgpath, sizeof(cfgpath), err, errlen);
@@ -1082,18 +1069,19 @@ int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, ch
             (double)(t1 - t0) / 1000.0, (double)(h_mono_ms() - t1) / 1000.0);
     if (scen_stopped_counts(d.log, &cnt) != 0) {
         scen_dump_log(&d, stderr);
-        seterr(err, errlen, "reference run: no \"stopped: consumed\" line in %s", d.log);
+        clv_seterr(err, errlen, "reference run: no \"stopped: consumed\" line in %s", d.log);
         goto out;
     }
     if (cnt.consumed != s->n || cnt.applied != s->n || cnt.duplicates != 0) {
         scen_dump_log(&d, stderr);
-        seterr(err, errlen,
-               "reference run: consumed %llu, applied %llu, duplicates %llu; want %zu, %zu, 0%s",
-               (unsigned long long)cnt.consumed, (unsigned long long)cnt.applied,
-               (unsigned long long)cnt.duplicates, s->n, s->n,
-               cnt.consumed < s->n ? " (clvd --exit-when-idle " SCEN_IDLE_EXIT
-                                     " exited before the input was idle that long)"
-                                   : "");
+        clv_seterr(
+            err, errlen,
+            "reference run: consumed %llu, applied %llu, duplicates %llu; want %zu, %zu, 0%s",
+            (unsigned long long)cnt.consumed, (unsigned long long)cnt.applied,
+            (unsigned long long)cnt.duplicates, s->n, s->n,
+            cnt.consumed < s->n ? " (clvd --exit-when-idle " SCEN_IDLE_EXIT
+                                  " exited before the input was idle that long)"
+                                : "");
         goto out;
     }
     if (scenario_collect(&w, ref, err, errlen) != 0)
@@ -1101,8 +1089,8 @@ int scenario_run_clean(const struct scenario *s, struct scenario_result *ref, ch
     scenario_result_describe(ref, "reference", stderr);
     if (scenario_result_check(ref, "reference", stderr) != 0 ||
         ref->customers != (size_t)s->customers + 1) {
-        seterr(err, errlen, "the reference run is not sound (%zu customers in Redis, want %d)",
-               ref->customers, s->customers + 1);
+        clv_seterr(err, errlen, "the reference run is not sound (%zu customers in Redis, want %d)",
+                   ref->customers, s->customers + 1);
         goto out;
     }
     rc = 0;
@@ -1182,7 +1170,7 @@ int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int br
         scen_throttle(&f->w, SCEN_RTT_MS);
     snprintf(f->group, sizeof(f->group), "clvd-%s-%d", name, (int)getpid());
     if (scen_config(&f->w, &cfg, f->group) != 0) {
-        seterr(err, errlen, "config: out of memory");
+        clv_seterr(err, errlen, "config: out of memory");
         return -1;
     }
     rc = scen_config_write(&f->w, &cfg, name, f->config, sizeof(f->config), err, errlen);
@@ -1222,7 +1210,7 @@ int scen_finish(struct scen_fixture *f, struct h_clvd *d, const char *title, cha
             fprintf(stderr, "[scenario] both results written: diff %s %s\n", a, b);
     }
     if (diffs > 0) {
-        seterr(err, errlen, "%s: the result differs from the reference run (see above)", title);
+        clv_seterr(err, errlen, "%s: the result differs from the reference run (see above)", title);
         return -1;
     }
     fprintf(stderr, "[scenario] %s: same result as the reference (%zu outputs, %zu state lines)\n",
