@@ -59,7 +59,8 @@ void b_opts_default(struct b_opts *o)
     o->mix[1] = 30;
     o->mix[2] = 10;
     o->seed = 1;
-    o->partitions = 8;
+    o->partitions = 0;
+    o->preload = 1;
     o->out_partitions = 1;
     o->rate_partitions = 1;
     o->brokers = 1;
@@ -96,7 +97,12 @@ static void usage(FILE *f)
            "  --seed N               generator seed (default 1)\n"
            "  --rate N               one run at N events/s instead of max + half\n"
            "  --half-seconds S       length of the half-load run after the warm-up (default 15)\n"
-           "  --partitions N         partitions per input topic, max-rate run (default 8)\n"
+           "  --partitions N         partitions per input topic, max-rate run (default: the\n"
+           "                         fewest powers of two, at least 8, that hold the preloaded\n"
+           "                         stream in the mock; 8 with --no-preload)\n"
+           "  --no-preload           max-rate run: produce while clvd consumes, flow-controlled\n"
+           "                         against the mock's capacity, instead of producing the whole\n"
+           "                         stream before clvd starts (see docs)\n"
            "  --rate-partitions N    partitions per input topic, half-load and --rate runs\n"
            "                         (default 1; see docs: the mock's fetch path)\n"
            "  --out-partitions N     partitions per output topic, 1..4 (default 1)\n"
@@ -250,6 +256,7 @@ enum {
     O_SKIP_CEILING,
     O_SKIP_HALF,
     O_SKIP_MAX,
+    O_NO_PRELOAD,
     O_PERF,
     O_JSON,
     O_COMMIT,
@@ -292,6 +299,7 @@ static int parse_options(int argc, char **argv, struct b_opts *o)
         {"skip-ceiling", no_argument, NULL, O_SKIP_CEILING},
         {"skip-half", no_argument, NULL, O_SKIP_HALF},
         {"skip-max", no_argument, NULL, O_SKIP_MAX},
+        {"no-preload", no_argument, NULL, O_NO_PRELOAD},
         {"perf", required_argument, NULL, O_PERF},
         {"json", required_argument, NULL, O_JSON},
         {"commit", required_argument, NULL, O_COMMIT},
@@ -392,6 +400,9 @@ static int parse_options(int argc, char **argv, struct b_opts *o)
             break;
         case O_SKIP_MAX:
             o->skip_max = 1;
+            break;
+        case O_NO_PRELOAD:
+            o->preload = 0;
             break;
         case O_PERF:
             o->perf = optarg;
@@ -551,9 +562,14 @@ static void print_table(const struct b_opts *o, const struct results *r)
     fmt(a, sizeof(a), hm, "%.0f", (double)m->produced);
     fmt(b, sizeof(b), hh, "%.0f", (double)h->produced);
     row("input events", a, b, "");
+    snprintf(a, sizeof(a), "%s", hm ? (m->preloaded ? "yes" : "no") : "-");
+    snprintf(b, sizeof(b), "%s", hh ? (h->preloaded ? "yes" : "no") : "-");
+    row("preloaded: in Kafka before clvd starts", a, b, "");
     fmt(a, sizeof(a), hm, "%.2f", m->seconds);
     fmt(b, sizeof(b), hh, "%.2f", h->seconds);
-    row("seconds, first produce -> last applied", a, b, "");
+    row(m->preloaded ? "seconds, clvd assigned -> last applied"
+                     : "seconds, first produce -> last applied",
+        a, b, "");
     fmt(a, sizeof(a), hm, "%.0f", m->events_per_s);
     fmt(b, sizeof(b), hh, "%.0f", h->events_per_s);
     snprintf(t, sizeof(t), ">= 150000: %s",
@@ -705,9 +721,11 @@ static void print_table(const struct b_opts *o, const struct results *r)
         const struct b_ceiling *ce = &r->ce;
         printf(
             "\n  Redis ceiling for apply.lua (no clvd; %u customers, pipeline %d, %.2f customers "
-            "per call,\n  state %zu B, outbox entry on %.0f %% of updates, %zu B payload):\n",
+            "per call,\n  state %zu B, outbox entry on %.0f %% of updates, %zu B payload, "
+            "due-index "
+            "entry moved on %.1f %%):\n",
             ce->customers, ce->depth, ce->per_call, ce->blob_len, ce->outbox_share * 100,
-            ce->payload_len);
+            ce->payload_len, ce->due_share * 100);
         for (int i = 0; i < ce->nruns; i++)
             printf("    %-6s %d thread(s)  %9.0f updates/s  %9.0f commands/s  redis cpu %.2f\n",
                    ce->runs[i].mode, ce->runs[i].threads, ce->runs[i].updates_per_s,
@@ -740,10 +758,10 @@ static void json_phase(FILE *f, const char *key, const struct b_phase *p)
             p->rate_target, p->partitions, (unsigned long long)p->produced,
             (unsigned long long)p->sentinels);
     fprintf(f,
-            "    \"seconds\": %.3f, \"events_per_s\": %.0f, \"produce_seconds\": %.3f, "
-            "\"producer_throttled_s\": %.2f, \"window\": %llu,\n",
-            p->seconds, p->events_per_s, p->produce_seconds, p->throttled_s,
-            (unsigned long long)p->window);
+            "    \"preloaded\": %s, \"seconds\": %.3f, \"events_per_s\": %.0f, "
+            "\"produce_seconds\": %.3f, \"producer_throttled_s\": %.2f, \"window\": %llu,\n",
+            p->preloaded ? "true" : "false", p->seconds, p->events_per_s, p->produce_seconds,
+            p->throttled_s, (unsigned long long)p->window);
     fprintf(f,
             "    \"consumed\": %llu, \"applied\": %llu, \"duplicates\": %llu, \"rejected\": %llu, "
             "\"dropped\": %llu, \"conflicts\": %llu,\n",
@@ -836,15 +854,16 @@ static int write_json(const char *path, const struct b_opts *o, const struct res
             r->ncpu, r->cpu, r->kernel, r->redis_version);
     fprintf(f,
             "  \"params\": {\"customers\": %u, \"events\": %llu, \"mix\": [%g, %g, %g], "
-            "\"seed\": %llu, \"rate\": %.0f, \"partitions\": %d, \"out_partitions\": %d, "
+            "\"seed\": %llu, \"rate\": %.0f, \"preload\": %s, \"partitions\": %d, "
+            "\"out_partitions\": %d, "
             "\"rate_partitions\": %d, \"shards\": %d, \"time\": \"%s\", \"linger_ms\": %d, "
             "\"compression\": \"%s\", \"fetch_wait_ms\": %d, \"half_seconds\": %.0f, "
             "\"warmup_seconds\": %.1f, \"workers\": %d, \"state_cache_mb\": %d",
             o->customers, (unsigned long long)o->events, o->mix[0], o->mix[1], o->mix[2],
-            (unsigned long long)o->seed, o->rate, o->partitions, o->out_partitions,
-            o->rate_partitions, o->shards, o->time_mode == B_TIME_HISTORY ? "history" : "live",
-            o->linger_ms, o->compression, o->fetch_wait_ms, o->half_seconds, o->warmup_seconds,
-            o->workers, o->state_cache_mb);
+            (unsigned long long)o->seed, o->rate, o->preload ? "true" : "false", o->partitions,
+            o->out_partitions, o->rate_partitions, o->shards,
+            o->time_mode == B_TIME_HISTORY ? "history" : "live", o->linger_ms, o->compression,
+            o->fetch_wait_ms, o->half_seconds, o->warmup_seconds, o->workers, o->state_cache_mb);
     fprintf(f, ", \"redis_config\": {");
     for (int i = 0; i < o->nredis_config; i++)
         fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", o->redis_config[i][0], o->redis_config[i][1]);
@@ -861,10 +880,11 @@ static int write_json(const char *path, const struct b_opts *o, const struct res
         const struct b_ceiling *ce = &r->ce;
         fprintf(f,
                 "  \"ceiling\": {\"customers\": %u, \"depth\": %d, \"blob_len\": %zu, "
-                "\"payload_len\": %zu, \"outbox_share\": %.3f, \"script_calls_per_s\": %.0f, "
-                "\"updates_per_s\": %.0f, \"events_per_s\": %.0f, \"runs\": [",
+                "\"payload_len\": %zu, \"outbox_share\": %.3f, \"due_share\": %.4f, "
+                "\"script_calls_per_s\": %.0f, \"updates_per_s\": %.0f, \"events_per_s\": %.0f, "
+                "\"runs\": [",
                 ce->customers, ce->depth, ce->blob_len, ce->payload_len, ce->outbox_share,
-                ce->script_calls_per_s, ce->updates_per_s, r->ceiling_events_per_s);
+                ce->due_share, ce->script_calls_per_s, ce->updates_per_s, r->ceiling_events_per_s);
         for (int i = 0; i < ce->nruns; i++)
             fprintf(f,
                     "%s{\"mode\": \"%s\", \"threads\": %d, \"updates_per_s\": %.0f, "
@@ -897,7 +917,9 @@ int main(int argc, char **argv)
     }
     recommended_redis_config(&o);
     machine(r, &o);
-    if (!o.quiet && o.instances > (o.rate > 0 ? o.rate_partitions : o.partitions))
+    if (!o.quiet && o.instances > (o.rate > 0     ? o.rate_partitions
+                                   : o.partitions ? o.partitions
+                                                  : 8))
         fprintf(stderr, "clvd_bench: %d instances for %d partition(s) per topic: some get none\n",
                 o.instances, o.rate > 0 ? o.rate_partitions : o.partitions);
     if (!o.skip_max) {
@@ -931,10 +953,16 @@ int main(int argc, char **argv)
         int have = r->have_max || r->have_half;
         double share =
             have && p->apply_calls ? (double)p->outputs_delivered / (double)p->apply_calls : 0;
+        /* one member per ZADD or ZREM: a floor on clvd's due-index moves,
+         * so the ceiling errs high, against clvd */
+        double due_share = have && p->apply_calls ? (double)(b_cmdstats_calls(&p->cmds, "zadd") +
+                                                             b_cmdstats_calls(&p->cmds, "zrem")) /
+                                                        (double)p->apply_calls
+                                                  : 1;
         if (!o.quiet)
             fprintf(stderr, "clvd_bench: Redis ceiling\n");
         if (b_run_ceiling(&o, have ? (size_t)(p->state_len_avg + 0.5) : 0,
-                          have ? (size_t)(p->output_bytes_avg + 0.5) : 0, share,
+                          have ? (size_t)(p->output_bytes_avg + 0.5) : 0, share, due_share,
                           have ? p->per_call : 1.0, &r->ce, err, sizeof(err)) != 0) {
             fprintf(stderr, "clvd_bench: %s\n", err);
             goto out;

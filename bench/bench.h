@@ -50,8 +50,10 @@ struct b_opts {
     double mix[3];   /* visits, logins, purchases */
     double acquisition_days;
     uint64_t seed;
-    double rate; /* events/s, 0: as fast as clvd takes them */
-    int partitions, out_partitions;
+    double rate;    /* events/s, 0: as fast as clvd takes them */
+    int partitions; /* per input topic, max-rate run; 0: 8, or what a preload needs */
+    int out_partitions;
+    int preload;         /* max-rate run: the whole stream into Kafka before clvd starts */
     int rate_partitions; /* input partitions of the half-load / --rate run */
     int brokers;         /* mock brokers (partition leaders spread over them) */
     double warmup_seconds;
@@ -125,7 +127,9 @@ struct b_phase {
     uint64_t outputs_delivered, outputs_received;
     double output_bytes_avg;
     /* time */
-    double seconds;         /* first produce -> last end-marker output received */
+    int preloaded;          /* the stream was in Kafka before clvd started */
+    double seconds;         /* first produce (preloaded: clvd's partition assignment) ->
+                               last end-marker output received */
     double events_per_s;    /* produced / seconds */
     double produce_seconds; /* first -> last produce call */
     double throttled_s;     /* producer waiting for clvd to consume (mock capacity) */
@@ -174,6 +178,7 @@ struct b_ceiling {
     int depth;
     size_t blob_len, payload_len;
     double outbox_share; /* outbox entries per customer update */
+    double due_share;    /* due-index moves per customer update */
     double per_call;     /* customer updates per apply.lua call (clvd's run) */
     int nruns;
     struct b_ceiling_run runs[4];
@@ -290,6 +295,7 @@ int b_run_phase(const struct b_opts *o, const char *name, double rate, uint64_t 
 /* Redis alone driving apply.lua with pipelines from 1 and 2 threads; blob,
  * payload sizes and the outbox share come from the clvd run when known. */
 int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
-                  double per_call, struct b_ceiling *ce, char *err, size_t errlen);
+                  double due_share, double per_call, struct b_ceiling *ce, char *err,
+                  size_t errlen);
 
 #endif

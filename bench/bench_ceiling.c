@@ -11,8 +11,10 @@
  * As in clvd, one call updates several customers of one shard: `per_call`
  * on average, the figure measured in clvd's run.  Every update succeeds
  * (the client tracks each customer's version), writes a state blob of the
- * size clvd's states had, moves the due-index entry, and every
- * 1/outbox_share-th update adds an outbox entry and two counter moves. */
+ * size clvd's states had; every 1/due_share-th update moves the customer's
+ * due-index entry (the others leave it, as clvd does when a deadline only
+ * moved later), and every 1/outbox_share-th update adds an outbox entry and
+ * two counter moves. */
 #define _GNU_SOURCE /* qsort_r */
 #include "bench.h"
 
@@ -40,6 +42,7 @@ struct cthread {
     double seconds;     /* 0: one pass over its customers */
     size_t blob_len, payload_len;
     int outbox_every; /* 0: never */
+    int due_every;    /* 0: never (but always while the customers are created) */
     double per_call;  /* customers per apply.lua call, >= 1 */
     /* results */
     uint64_t updates, commands, errors, calls;
@@ -61,7 +64,7 @@ struct call {
     char stats_key[CLV_KEY_MAX], field[64], due[24];
     size_t idlen, keylen, fieldlen;
     unsigned char old[8];
-    int has_out;
+    int has_out, moves_due;
 };
 
 static void call_init(struct cthread *t, struct call *c, uint32_t i, uint64_t calls)
@@ -77,6 +80,7 @@ static void call_init(struct cthread *t, struct call *c, uint32_t i, uint64_t ca
     snprintf(c->due, sizeof(c->due), "%lld",
              (long long)(clv_now_ms() + 30 * CLV_MS_PER_DAY + (clv_ms)(i % 86400) * 1000));
     c->has_out = t->outbox_every > 0 && calls % (uint64_t)t->outbox_every == 0;
+    c->moves_due = t->seconds == 0 || (t->due_every > 0 && calls % (uint64_t)t->due_every == 0);
     /* clvd deletes each outbox entry after its delivery (the HDEL of the
      * "clvd" workload); without the HDEL the entry is overwritten instead,
      * so that the outbox keeps its size through the run */
@@ -121,7 +125,10 @@ static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e,
         put_be64(blob, version + 1);
         arg(e, blob, t->blob_len);
         arg(e, c->id, c->idlen);
-        arg(e, c->due, strlen(c->due));
+        if (c->moves_due)
+            arg(e, c->due, strlen(c->due));
+        else
+            arg(e, "-", 1);
         if (c->has_out) {
             arg(e, "1", 1);
             arg(e, c->field, c->fieldlen);
@@ -354,7 +361,7 @@ static int run_threads(struct cthread *proto, int nthreads, double seconds, pid_
 }
 
 int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
-                  double per_call, struct b_ceiling *ce, char *err, size_t errlen)
+                  double due_share, double per_call, struct b_ceiling *ce, char *err, size_t errlen)
 {
     char dir[B_PATHLEN] = "", sha[41] = "";
     struct b_redis redis;
@@ -374,6 +381,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
     ce->payload_len = payload_len > 0 ? payload_len : 700;
     ce->outbox_share = outbox_share > 0 && outbox_share <= 1 ? outbox_share : 0.1;
     ce->per_call = per_call >= 1 ? per_call : 1;
+    ce->due_share = due_share > 0 && due_share <= 1 ? due_share : 1;
     proto.versions = calloc(ce->customers, sizeof(uint64_t));
     if (proto.versions == NULL) {
         clv_seterr(err, errlen, "out of memory");
@@ -400,6 +408,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
     proto.blob_len = ce->blob_len;
     proto.payload_len = ce->payload_len;
     proto.outbox_every = (int)(1.0 / ce->outbox_share + 0.5);
+    proto.due_every = (int)(1.0 / ce->due_share + 0.5);
     proto.per_call = ce->per_call;
 
     /* every customer exists before anything is timed (as after clvd's run) */

@@ -3,7 +3,8 @@
  *   bench process                                   clvd (child)        redis-server (child)
  *   ├─ mock Kafka cluster (librdkafka, loopback)  ◀──── consumer/producer ──▶ unix socket
  *   ├─ producer thread: loadgen → inputs, flow-controlled against the
- *   │  mock's per-partition capacity, then one end marker per partition
+ *   │  mock's per-partition capacity, then one end marker per partition;
+ *   │  or, preloaded (max rate), all of it before clvd starts
  *   ├─ output thread: reads every output partition, latency per transition
  *   └─ main: scrapes clvd's /metrics, waits for the end markers, measures
  *
@@ -38,6 +39,10 @@
  * partition and silently drops the oldest beyond that. */
 #define MOCK_PARTITION_BYTES (5.0 * 1024 * 1024)
 #define WINDOW_SHARE 0.5
+#define PRELOAD_SHARE 0.6 /* of the capacity: keys do not spread exactly evenly */
+#define PRELOAD_MIN_PARTITIONS 8
+#define PRELOAD_LINGER_MS 100
+#define MAX_PARTITIONS 1024
 #define RECORD_OVERHEAD 40.0 /* record header and a share of the batch header */
 #define SENTINEL_PREFIX "zz-bench-end-"
 #define KEY_PREFIX "clv:"
@@ -57,6 +62,7 @@ struct prod {
     uint64_t limit;  /* events before the end markers */
     int64_t from_ms; /* delivery delays of the inputs stamped from then on */
     double rate;
+    int preload; /* clvd is not running: no flow control, but the mock's capacity */
     atomic_uint_fast64_t consumed[B_NINPUT]; /* clvd's count, from /metrics */
     atomic_uint_fast64_t produced[B_NINPUT];
     atomic_uint_fast64_t bytes[B_NINPUT];
@@ -116,7 +122,7 @@ static void wait_window(struct prod *p, int t)
 {
     double waited = 0;
 
-    if (p->rate > 0)
+    if (p->rate > 0 || p->preload)
         return;
     for (;;) {
         uint64_t n = atomic_load(&p->produced[t]), c = atomic_load(&p->consumed[t]);
@@ -133,6 +139,27 @@ static void wait_window(struct prod *p, int t)
     }
     if (waited > 0)
         p->throttled += b_mono() - waited;
+}
+
+/* Bytes a topic takes in the mock, and whether a preload still fits: with
+ * no consumer to make room, what overflows is lost. */
+static double topic_bytes(double payload, uint64_t messages)
+{
+    return payload + (double)messages * RECORD_OVERHEAD;
+}
+
+static int preload_fits(struct prod *p, int t)
+{
+    double cap = PRELOAD_SHARE * p->o->partitions * MOCK_PARTITION_BYTES;
+
+    if (!p->preload ||
+        topic_bytes((double)atomic_load(&p->bytes[t]), atomic_load(&p->produced[t])) <= cap)
+        return 1;
+    snprintf(p->err, sizeof(p->err),
+             "the preloaded stream outgrew the mock's %d partition(s) of %s: use more "
+             "--partitions, or --no-preload",
+             p->o->partitions, b_input_topics[t]);
+    return 0;
 }
 
 static int produce(struct prod *p, int t, int32_t partition, const char *key, size_t keylen,
@@ -215,6 +242,8 @@ static void *producer_main(void *arg)
         if (p->rate > 0)
             pace(p, i);
         wait_window(p, (int)ev.type);
+        if (!preload_fits(p, (int)ev.type))
+            goto fail;
         ts = o->time_mode == B_TIME_HISTORY ? ev.ts : clv_now_ms();
         last_ts = ts;
         len = format_event(val, sizeof(val), (int)ev.type, ev.event_id, ev.customer_id, ts,
@@ -257,6 +286,65 @@ fail:
     return NULL;
 }
 
+/* The partitions per input topic that hold the whole stream with every
+ * topic at most PRELOAD_SHARE full: the fewest powers of two, at least
+ * PRELOAD_MIN_PARTITIONS.  One pass of the generator, each event formatted
+ * as the producer will format it. */
+static int preload_partitions(const struct loadgen_params *lp, uint64_t limit, char *err,
+                              size_t errlen)
+{
+    struct loadgen *lg;
+    struct loadgen_event ev;
+    char val[512];
+    double bytes[B_NINPUT] = {0};
+    uint64_t n[B_NINPUT] = {0}, i = 0;
+    int parts = PRELOAD_MIN_PARTITIONS, r = 1;
+
+    if (loadgen_new(&lg, lp, err, errlen) != 0)
+        return -1;
+    while (i < limit && (r = loadgen_next(lg, &ev)) > 0) {
+        size_t len = format_event(val, sizeof(val), (int)ev.type, ev.event_id, ev.customer_id,
+                                  clv_now_ms(), ev.amount, ev.channel);
+        bytes[ev.type] += (double)(len + strlen(ev.customer_id));
+        n[ev.type]++;
+        i++;
+    }
+    loadgen_free(lg);
+    if (r < 0) {
+        clv_seterr(err, errlen, "loadgen: out of memory");
+        return -1;
+    }
+    for (int t = 0; t < B_NINPUT; t++)
+        while (topic_bytes(bytes[t], n[t]) > PRELOAD_SHARE * parts * MOCK_PARTITION_BYTES)
+            parts *= 2;
+    if (parts > MAX_PARTITIONS) {
+        clv_seterr(err, errlen,
+                   "preloading this stream needs more than %d partitions per topic in the "
+                   "mock: use --no-preload",
+                   MAX_PARTITIONS);
+        return -1;
+    }
+    return parts;
+}
+
+/* The whole stream, end markers included, delivered before clvd starts. */
+static int preload_stream(struct prod *p, const char *name, char *err, size_t errlen)
+{
+    if (!p->o->quiet)
+        fprintf(stderr, "  %s: preloading the stream into the mock cluster\n", name);
+    producer_main(p);
+    if (p->rc != 0) {
+        clv_seterr(err, errlen, "preload: %s", p->err);
+        return -1;
+    }
+    if (atomic_load(&p->dr_failed) > 0) {
+        clv_seterr(err, errlen, "preload: %llu message(s) not delivered",
+                   (unsigned long long)atomic_load(&p->dr_failed));
+        return -1;
+    }
+    return 0;
+}
+
 static rd_kafka_t *input_producer(const struct b_opts *o, const char *bootstraps, struct prod *p,
                                   char *err, size_t errlen)
 {
@@ -275,7 +363,10 @@ static rd_kafka_t *input_producer(const struct b_opts *o, const char *bootstraps
         {"log_level", "3"},
     };
 
-    snprintf(linger, sizeof(linger), "%d", o->linger_ms);
+    /* a preload is not timed: larger message sets make the mock's fetches
+     * cheaper while clvd runs (see docs/performance.md) */
+    snprintf(linger, sizeof(linger), "%d",
+             p->preload && o->linger_ms < PRELOAD_LINGER_MS ? PRELOAD_LINGER_MS : o->linger_ms);
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
             clv_seterr(err, errlen, "input producer: %s: %s", kv[i][0], kerr);
@@ -997,6 +1088,35 @@ static void clvds_stop(struct clvds *cv, struct b_phase *ph)
     }
 }
 
+/* When the first instance was assigned its partitions (its log line
+ * "kafka: assigned"), on the monotonic clock; -1 if none logged it.  A
+ * preloaded run is timed from there.  The log's millisecond is truncated,
+ * so this errs early: against clvd. */
+static double assigned_at(const struct clvds *cv)
+{
+    clv_ms first = -1;
+    char line[1024];
+
+    for (int i = 0; i < cv->n; i++) {
+        FILE *f = fopen(cv->log[i], "r");
+        if (f == NULL)
+            continue;
+        while (fgets(line, sizeof(line), f)) {
+            const char *sp = strchr(line, ' ');
+            clv_ms ms;
+            if (strstr(line, " kafka: assigned ") == NULL || sp == NULL)
+                continue;
+            if (rfc3339_parse(line, (size_t)(sp - line), &ms) == 0 && (first < 0 || ms < first))
+                first = ms;
+            break;
+        }
+        fclose(f);
+    }
+    if (first < 0)
+        return -1;
+    return b_mono() - (double)(clv_now_ms() - first) / 1000.0;
+}
+
 /* ---- the run -------------------------------------------------------------------------- */
 
 struct scrape {
@@ -1140,9 +1260,9 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     clv_ms load_next;
     double cpu_clvd0, cpu_redis0, cpu_self0, sys0 = 0, load_prev, last_progress, next_scrape = 0,
                                              next_line = 0;
-    double deadline;
+    double deadline, t_start, t_go = 0; /* t_go: when clvd started, if preloaded */
+    int preload = o->preload && rate == 0;
 
-    local.partitions = partitions;
     memset(&redis, 0, sizeof(redis));
     memset(&rn, 0, sizeof(rn));
     memset(ph, 0, sizeof(*ph));
@@ -1150,7 +1270,7 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     memset(&s, 0, sizeof(s));
     ph->name = name;
     ph->rate_target = rate;
-    ph->partitions = partitions;
+    ph->preloaded = preload;
     ph->instances = o->instances;
     ph->redis_masters = o->redis_masters;
     ph->clvd_exit = -1;
@@ -1179,11 +1299,17 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     lp.start = clv_now_ms() - (clv_ms)(lp.days * CLV_MS_PER_DAY) - CLV_MS_PER_HOUR;
     if (lp.start < 0)
         lp.start = 0; /* live timestamps: the generator's own times are not used */
+    pr->limit = events ? events : UINT64_MAX;
+    if (partitions <= 0)
+        partitions = preload ? preload_partitions(&lp, pr->limit, err, errlen) : 8;
+    if (partitions <= 0)
+        goto out;
+    local.partitions = ph->partitions = partitions;
     if (loadgen_new(&pr->lg, &lp, err, errlen) != 0)
         goto out;
     pr->o = o;
     pr->rate = rate;
-    pr->limit = events ? events : UINT64_MAX;
+    pr->preload = preload;
 
     /* Redis, Kafka, clvd */
     if (redis_start(o, dir, &redis, err, errlen) != 0 ||
@@ -1191,8 +1317,8 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
         goto out;
     if (mock_start(o, &host, &mc, bootstraps, sizeof(bootstraps), err, errlen) != 0)
         goto out;
-    if (clvds_start(cv, o, dir, bootstraps, &redis, err, errlen) != 0 ||
-        wait_group(cv, o->partitions, 60, err, errlen) != 0)
+    if (!preload && (clvds_start(cv, o, dir, bootstraps, &redis, err, errlen) != 0 ||
+                     wait_group(cv, o->partitions, 60, err, errlen) != 0))
         goto out;
 
     /* the output reader, then the baselines */
@@ -1218,10 +1344,16 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     pr->rk = input_producer(o, bootstraps, pr, err, errlen);
     if (pr->rk == NULL)
         goto out;
-    b_sleep(1.5); /* clvd publishes /metrics once a second: a settled baseline */
-    if (scrape(cv, &page, &s0) != 0) {
-        clv_seterr(err, errlen, "cannot read clvd's /metrics on port %d", cv->port[0]);
-        goto out;
+    if (preload) {
+        /* clvd starts after the baselines, its counters from zero (s0) */
+        if (preload_stream(pr, name, err, errlen) != 0)
+            goto out;
+    } else {
+        b_sleep(1.5); /* clvd publishes /metrics once a second: a settled baseline */
+        if (scrape(cv, &page, &s0) != 0) {
+            clv_seterr(err, errlen, "cannot read clvd's /metrics on port %d", cv->port[0]);
+            goto out;
+        }
     }
     ph->mem_base = info_sum(&rn, "memory", "used_memory");
     total_cmds0 = info_sum(&rn, "stats", "total_commands_processed");
@@ -1230,6 +1362,11 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     cpu_clvd0 = clvds_cpu(cv);
     cpu_redis0 = b_redis_cpu(&redis);
     cpu_self0 = b_self_cpu();
+    sys0 = b_system_busy();
+    t_go = b_mono();
+    if (preload && (clvds_start(cv, o, dir, bootstraps, &redis, err, errlen) != 0 ||
+                    wait_group(cv, o->partitions, 60, err, errlen) != 0))
+        goto out;
     if (perf) {
         /* the first instance and the first Redis node */
         snprintf(perf_redis_path, sizeof(perf_redis_path), "%s.redis", perf);
@@ -1240,12 +1377,13 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     /* go */
     oc->from_ms = clv_now_ms() + (clv_ms)(o->warmup_seconds * 1000);
     pr->from_ms = oc->from_ms;
-    sys0 = b_system_busy();
-    if (pthread_create(&prod_thread, NULL, producer_main, pr) != 0) {
-        clv_seterr(err, errlen, "cannot start the producer thread");
-        goto out;
+    if (!preload) {
+        if (pthread_create(&prod_thread, NULL, producer_main, pr) != 0) {
+            clv_seterr(err, errlen, "cannot start the producer thread");
+            goto out;
+        }
+        prod_running = 1;
     }
-    prod_running = 1;
     last_progress = b_mono();
     load_next = oc->from_ms + 1000;
     load_prev = b_system_busy() - clvds_cpu(cv) - b_redis_cpu(&redis) - b_self_cpu();
@@ -1277,7 +1415,7 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
             next_scrape = now + 0.2;
         }
         if (!o->quiet && now >= next_line && atomic_load(&pr->started)) {
-            double el = now - pr->t_first;
+            double el = now - (preload ? t_go : pr->t_first);
             fprintf(stderr, "\r  %s: %6.1f s  produced %10llu  applied %10llu  (%.0f/s)   ", name,
                     el, (unsigned long long)produced_total(pr),
                     (unsigned long long)(s.applied - s0.applied),
@@ -1314,7 +1452,12 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     produced = produced_total(pr);
     ph->produced = produced;
     ph->sentinels = (uint64_t)oc->nsentinels;
-    ph->seconds = oc->t_end - pr->t_first;
+    t_start = preload ? assigned_at(cv) : pr->t_first;
+    if (t_start < 0) {
+        clv_seterr(err, errlen, "no \"kafka: assigned\" line in clvd's log (%s)", cv->log[0]);
+        goto out;
+    }
+    ph->seconds = oc->t_end - t_start;
     ph->events_per_s = ph->seconds > 0 ? (double)produced / ph->seconds : 0;
     ph->produce_seconds = pr->t_last - pr->t_first;
     ph->throttled_s = pr->throttled;
@@ -1385,6 +1528,8 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     out_running = 0;
     ph->output_bytes_avg = oc->customer_msgs ? (double)oc->bytes / (double)oc->customer_msgs : 0;
     latency_figures(oc, page.buf, page_warm.len ? page_warm.buf : NULL, ph);
+    if (preload)
+        memset(&ph->lat, 0, sizeof(ph->lat)); /* every input waited since the preload */
     if (ph->dropped > 0) {
         clv_seterr(err, errlen,
                    "%llu input message(s) produced but never consumed: the mock cluster dropped "
