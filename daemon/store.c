@@ -461,7 +461,8 @@ int store_ensure(struct clv_store *st, char *err, size_t errlen)
         return -1;
     }
     st->backoff = 0;
-    st->reconnected = 1;
+    /* the first connection is not a reconnect: nothing was lost before it */
+    st->reconnected = st->generation > 0;
     st->generation++;
     return 0;
 }

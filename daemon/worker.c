@@ -67,9 +67,7 @@ static void publish_stats(struct clv_worker *w)
     s->up = store_connected(&w->store);
     if (w->store.reconnected) {
         w->store.reconnected = 0;
-        if (w->connected_once)
-            s->reconnects++;
-        w->connected_once = 1;
+        s->reconnects++;
     }
     histogram_merge(&s->rtt, &w->rtt);
     histogram_init_redis(&w->rtt);

@@ -47,7 +47,8 @@ struct clv_store {
     uint64_t round_trips, commands; /* for the metrics and the benchmark */
     clv_ms next_attempt;            /* reconnect backoff (monotonic ms) */
     clv_ms backoff;
-    int reconnected;           /* set on each new connection; cleared by the owner */
+    int reconnected;           /* set on each connection after the first (to a cluster
+                                  node: after that node's first); cleared by the owner */
     uint64_t generation;       /* bumped on each new connection (to any node) */
     int fatal;                 /* Redis holds another deployment: never retry */
     struct clv_histogram *rtt; /* round-trip times, when the owner wants them */

@@ -72,7 +72,6 @@ struct clv_worker {
     struct clv_store store;
     struct clv_histogram rtt;     /* store.rtt points here */
     struct clv_state_cache cache; /* the states this worker wrote last */
-    int connected_once;
     struct clv_job jobs[2];
     /* guarded by pool->mu */
     struct clv_job *todo, *done;

@@ -8,7 +8,9 @@
  * DOWN_MS and is started again with its data.  Redis forgets its scripts on
  * a restart anyway; once clvd has reconnected the test also runs SCRIPT
  * FLUSH, so that clvd meets NOSCRIPT on a live connection.  The run must
- * then complete with the result of the run without the fault.
+ * then complete with the result of the run without the fault, and
+ * /metrics must have counted the reconnects (and, in test_metrics_scrape,
+ * none without an outage).
  *
  * Environment: see scenario.h and harness.h. */
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "promtext.h"
 #include "scenario.h"
 
 #define SEED 0x7265646973727374ULL
@@ -27,16 +30,62 @@
 #define UP_FOR_MS 1000
 #define DOWN_MS 4000
 #define RECONNECT_TIMEOUT_MS 30000
+#define METRICS_TIMEOUT_MS 5000 /* clvd publishes its page once a second */
+
+/* The scenario's config, with metrics on a free loopback port. */
+static int config_with_metrics(struct scen_fixture *f, int port, char *err, size_t errlen)
+{
+    struct h_config cfg;
+    char listen[64];
+    int rc;
+
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    if (scen_config(&f->w, &cfg, f->group) != 0) {
+        snprintf(err, errlen, "config: out of memory");
+        return -1;
+    }
+    rc = h_config_set_str(&cfg, "metrics.listen", listen) != 0
+             ? -1
+             : scen_config_write(&f->w, &cfg, "redis-metrics", f->config, sizeof(f->config), err,
+                                 errlen);
+    if (rc != 0 && !err[0])
+        snprintf(err, errlen, "config: metrics.listen");
+    h_config_free(&cfg);
+    return rc;
+}
+
+/* clvd_redis_reconnects_total once it is at least 1 (the main thread's
+ * connection and the workers' were all cut); -1 if it never gets there. */
+static double reconnects_counted(int port)
+{
+    int64_t t0 = h_mono_ms();
+    double v = -1;
+
+    while (h_mono_ms() - t0 < METRICS_TIMEOUT_MS) {
+        struct prom_page p;
+        char err[256];
+        if (prom_scrape(port, &p, NULL, err, sizeof(err)) == 0) {
+            int found = prom_get(&p, "clvd_redis_reconnects_total", "", &v);
+            prom_page_free(&p);
+            if (found && v >= 1)
+                return v;
+        }
+        h_sleep_ms(200);
+    }
+    return v;
+}
 
 static void test_redis_restart_mid_stream(void **state)
 {
     struct scen_fixture *f = *state;
     struct h_clvd *d = &f->d[0];
-    char err[H_ERRLEN], reply[64];
+    char err[H_ERRLEN] = "", reply[64];
     int64_t committed, t0;
-    int connects;
+    int connects, port = prom_free_port();
+    double reconnects;
 
-    if (scen_prepare(f, SEED, "redis", 1, 1, 1, 1, err, sizeof(err)) != 0)
+    if (scen_prepare(f, SEED, "redis", 1, 1, 1, 1, err, sizeof(err)) != 0 ||
+        config_with_metrics(f, port, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (scen_clvd_start(&f->w, d, f->config, "redis", SCEN_IDLE_EXIT, err, sizeof(err)) != 0)
         fail_msg("%s", err);
@@ -70,6 +119,10 @@ static void test_redis_restart_mid_stream(void **state)
         fail_msg("SCRIPT FLUSH: %s", err);
     fprintf(stderr, "[redis] clvd reconnected %.1f s after the kill; SCRIPT FLUSH: %s\n",
             scen_secs(t0), reply);
+    reconnects = reconnects_counted(port);
+    if (reconnects < 1)
+        fail_msg("clvd_redis_reconnects_total = %g after the restart, want >= 1", reconnects);
+    fprintf(stderr, "[redis] clvd_redis_reconnects_total = %g\n", reconnects);
     if (scen_finish(f, d, "redis restart", err, sizeof(err)) != 0)
         fail_msg("%s", err);
     f->passed = 1;

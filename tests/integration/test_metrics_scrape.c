@@ -282,6 +282,10 @@ static int compare(const struct prom_page *p, const struct figures *x, FILE *log
         PROBLEM("clvd_ready = %g, want 1", v);
     if (!prom_get(p, "clvd_redis_up", "", &v) || v != 1)
         PROBLEM("clvd_redis_up = %g, want 1", v);
+    /* Redis never went away: the first connections (main thread and
+     * workers) are not reconnects */
+    if (!prom_get(p, "clvd_redis_reconnects_total", "", &v) || v != 0)
+        PROBLEM("clvd_redis_reconnects_total = %g, want 0", v);
     if (!prom_get(p, "clvd_kafka_assigned_partitions", "", &v) || v != 3 * IN_PARTS)
         PROBLEM("clvd_kafka_assigned_partitions = %g, want %d", v, 3 * IN_PARTS);
 #undef PROBLEM
