@@ -1217,6 +1217,16 @@ out:
     return rc;
 }
 
+/* Start the clvd instances and wait until their group has settled. */
+static int clvds_start_settled(struct clvds *cv, const struct b_opts *o, const char *dir,
+                               const char *bootstraps, const struct b_redis *redis, char *err,
+                               size_t errlen)
+{
+    if (clvds_start(cv, o, dir, bootstraps, redis, err, errlen) != 0)
+        return -1;
+    return wait_group(cv, o->partitions, 60, err, errlen);
+}
+
 static uint64_t produced_total(struct prod *p)
 {
     uint64_t n = 0;
@@ -1317,8 +1327,7 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
         goto out;
     if (mock_start(o, &host, &mc, bootstraps, sizeof(bootstraps), err, errlen) != 0)
         goto out;
-    if (!preload && (clvds_start(cv, o, dir, bootstraps, &redis, err, errlen) != 0 ||
-                     wait_group(cv, o->partitions, 60, err, errlen) != 0))
+    if (!preload && clvds_start_settled(cv, o, dir, bootstraps, &redis, err, errlen) != 0)
         goto out;
 
     /* the output reader, then the baselines */
@@ -1364,8 +1373,7 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
     cpu_self0 = b_self_cpu();
     sys0 = b_system_busy();
     t_go = b_mono();
-    if (preload && (clvds_start(cv, o, dir, bootstraps, &redis, err, errlen) != 0 ||
-                    wait_group(cv, o->partitions, 60, err, errlen) != 0))
+    if (preload && clvds_start_settled(cv, o, dir, bootstraps, &redis, err, errlen) != 0)
         goto out;
     if (perf) {
         /* the first instance and the first Redis node */
