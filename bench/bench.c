@@ -722,8 +722,7 @@ static void print_table(const struct b_opts *o, const struct results *r)
         printf(
             "\n  Redis ceiling for apply.lua (no clvd; %u customers, pipeline %d, %.2f customers "
             "per call,\n  state %zu B, outbox entry on %.0f %% of updates, %zu B payload, "
-            "due-index "
-            "entry moved on %.1f %%):\n",
+            "due-index entry moved on %.1f %%):\n",
             ce->customers, ce->depth, ce->per_call, ce->blob_len, ce->outbox_share * 100,
             ce->payload_len, ce->due_share * 100);
         for (int i = 0; i < ce->nruns; i++)
@@ -905,7 +904,7 @@ int main(int argc, char **argv)
     struct b_opts o;
     struct results *r = calloc(1, sizeof(*r));
     char err[B_ERRLEN];
-    int status = 1;
+    int status = 1, parts;
 
     signal(SIGPIPE, SIG_IGN);
     b_catch_signals();
@@ -917,11 +916,11 @@ int main(int argc, char **argv)
     }
     recommended_redis_config(&o);
     machine(r, &o);
-    if (!o.quiet && o.instances > (o.rate > 0     ? o.rate_partitions
-                                   : o.partitions ? o.partitions
-                                                  : 8))
+    /* 0: as many as a preload needs (at least B_PARTITIONS_DEFAULT) */
+    parts = o.rate > 0 ? o.rate_partitions : o.partitions;
+    if (!o.quiet && parts > 0 && o.instances > parts)
         fprintf(stderr, "clvd_bench: %d instances for %d partition(s) per topic: some get none\n",
-                o.instances, o.rate > 0 ? o.rate_partitions : o.partitions);
+                o.instances, parts);
     if (!o.skip_max) {
         if (!o.quiet)
             fprintf(stderr, "clvd_bench: %s run\n", o.rate > 0 ? "fixed-rate" : "max-rate");

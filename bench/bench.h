@@ -19,6 +19,7 @@
 #include "sbuf.h"
 
 #define B_ERRLEN 512
+#define B_PARTITIONS_DEFAULT 8 /* per input topic, max-rate run, unless preloaded */
 #define B_PATHLEN 256
 #define B_MAX_INSTANCES 8            /* clvd processes of one run (--instances) */
 #define B_CLUSTER_MAX RP_CLUSTER_MAX /* masters of a Redis Cluster (--redis-cluster) */

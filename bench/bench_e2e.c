@@ -1311,7 +1311,8 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
         lp.start = 0; /* live timestamps: the generator's own times are not used */
     pr->limit = events ? events : UINT64_MAX;
     if (partitions <= 0)
-        partitions = preload ? preload_partitions(&lp, pr->limit, err, errlen) : 8;
+        partitions =
+            preload ? preload_partitions(&lp, pr->limit, err, errlen) : B_PARTITIONS_DEFAULT;
     if (partitions <= 0)
         goto out;
     local.partitions = ph->partitions = partitions;
