@@ -104,6 +104,7 @@ struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_
     struct clv_partition *pt = partition(c, topic, m->partition);
     struct clv_msgref ref = {(int8_t)topic, m->partition, m->offset, pt ? pt->gen : 0};
 
+    fetchwake_consumed(&c->wake, 1);
     if (pt == NULL || !pt->assigned)
         return ref;
     offq_push(pt, m->offset);
@@ -196,6 +197,7 @@ static void on_assign(struct clv_consumer *c, rd_kafka_topic_partition_list_t *p
         rd_kafka_topic_partition_list_destroy(c->assignment);
     c->assignment = rd_kafka_topic_partition_list_copy(parts);
     rd_kafka_assign(c->rk, parts);
+    fetchwake_set_targets(&c->wake, parts);
     c->ever_assigned = 1;
     c->rebalanced = 1;
     log_info(c->log, "kafka: assigned %d partition(s)", parts->cnt);
@@ -220,6 +222,7 @@ static void on_revoke(struct clv_consumer *c, rd_kafka_topic_partition_list_t *p
         rd_kafka_topic_partition_list_destroy(c->assignment);
         c->assignment = NULL;
     }
+    fetchwake_set_targets(&c->wake, NULL);
     rd_kafka_assign(c->rk, NULL);
     c->rebalanced = 1;
     log_info(c->log, "kafka: revoked %d partition(s)", parts->cnt);
@@ -240,7 +243,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* ---- setup ------------------------------------------------------------------------ */
 
 #define FETCH_MAX_BYTES (2 << 20)
-#define QUEUED_MAX_KBYTES "16384"
+#define QUEUED_MIN_MESSAGES "20000"
+#define QUEUED_MAX_KBYTES "4096"
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
 {
@@ -251,6 +255,17 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
         return -1;
     }
     return 0;
+}
+
+/* An integer property as librdkafka will use it (after kafka.properties). */
+static int conf_int(const rd_kafka_conf_t *conf, const char *k)
+{
+    char v[32];
+    size_t n = sizeof(v);
+
+    if (rd_kafka_conf_get(conf, k, v, &n) != RD_KAFKA_CONF_OK)
+        return 0;
+    return atoi(v);
 }
 
 static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -283,23 +298,23 @@ static rd_kafka_conf_t *consumer_conf(struct clv_consumer *c, const char *broker
     for (size_t i = 0; i < CLV_ARRAY_LEN(fixed); i++)
         if (conf_set(conf, fixed[i][0], fixed[i][1], err, errlen) != 0)
             goto fail;
-    /* Bound the prefetch.  Under backlog librdkafka's defaults queue up to
-     * 64 MB of payload, and each queued message costs several hundred bytes
-     * of its own besides: most of clvd's memory budget (SPEC section 15).
-     * It cannot be bounded much tighter in librdkafka 2.0.2, though: a
-     * partition that stopped fetching because the queue was full is looked
-     * at again only when the broker thread next wakes, up to a second
-     * later, so the queue must hold about a second of input or the workers
-     * starve (measured: 20 000 messages halved the throughput).  16 MB is
-     * about a second at 100 000 events/s; kafka.properties can change it.
-     * A fetch response stays allocated until the last of its messages is
-     * consumed, so responses are kept to 2 MB (8 MB measured 10 MB more peak
-     * RSS at the same throughput), or two of the largest messages. */
+    /* Bound the prefetch.  Under a backlog librdkafka's defaults queue up
+     * to 64 MB of payload, and each queued message costs several hundred
+     * bytes of its own besides: most of clvd's memory budget (SPEC section
+     * 15).  A small queue is enough because the fetch waker (fetchwake.h)
+     * restarts fetching as soon as the workers have drained it; without it
+     * librdkafka 2.0.2 would wait up to a second, and the queue would have
+     * to hold a second of input.  Measured in performance.md; kafka.properties
+     * can change both.  A fetch response stays allocated until the last of
+     * its messages is consumed, so responses are kept to 2 MB (8 MB measured
+     * 10 MB more peak RSS at the same throughput), or two of the largest
+     * messages. */
     snprintf(maxb, sizeof(maxb), "%d",
              cfg->kafka.max_message_bytes * 2 + 1024 > FETCH_MAX_BYTES
                  ? cfg->kafka.max_message_bytes * 2 + 1024
                  : FETCH_MAX_BYTES);
     if (conf_set(conf, "fetch.max.bytes", maxb, err, errlen) != 0 ||
+        conf_set(conf, "queued.min.messages", QUEUED_MIN_MESSAGES, err, errlen) != 0 ||
         conf_set(conf, "queued.max.messages.kbytes", QUEUED_MAX_KBYTES, err, errlen) != 0)
         goto fail;
     for (int i = 0; i < cfg->kafka.nproperties; i++)
@@ -322,6 +337,7 @@ int consumer_open(struct clv_consumer *c, const struct clv_config *cfg, const ch
     rd_kafka_conf_t *conf;
     char kerr[512];
     rd_kafka_resp_err_t e;
+    int queued_min;
 
     memset(c, 0, sizeof(*c));
     c->cfg = cfg;
@@ -329,6 +345,7 @@ int consumer_open(struct clv_consumer *c, const struct clv_config *cfg, const ch
     conf = consumer_conf(c, brokers, err, errlen);
     if (conf == NULL)
         return -1;
+    queued_min = conf_int(conf, "queued.min.messages");
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
     if (c->rk == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -347,6 +364,12 @@ int consumer_open(struct clv_consumer *c, const struct clv_config *cfg, const ch
         c->rk = NULL;
         return -1;
     }
+    if (fetchwake_start(&c->wake, c->rk, queued_min, err, errlen) != 0) {
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+        c->rk = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -354,6 +377,7 @@ void consumer_close(struct clv_consumer *c)
 {
     if (c->rk == NULL)
         return;
+    fetchwake_stop(&c->wake);
     rd_kafka_consumer_close(c->rk); /* commits the stored offsets */
     rd_kafka_destroy(c->rk);
     c->rk = NULL;

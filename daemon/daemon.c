@@ -366,7 +366,8 @@ static int take_input(struct clvd *d)
     turn_over(d); /* a full batch whose worker is idle blocks nothing */
     busy = any_inflight(d) || clv_mono_ms() - d->last_input_mono < FLOWING_MS;
     if (input_blocked(d)) {
-        workers_wait(&d->workers, 50); /* woken when a batch is done */
+        fetchwake_held(&d->consumer.wake); /* Kafka's queue may fill meanwhile */
+        workers_wait(&d->workers, 50);     /* woken when a batch is done */
         return 0;
     }
     n = poll_input(d, busy ? 0 : any_failed(d) ? RETRY_MS : 50);
@@ -412,7 +413,8 @@ static void hand_over_sweep(struct clvd *d)
         struct clv_job *j = workers_for_shard(&d->workers, it->shard)->filling;
         if (j->nadvances++ == 0)
             d->sweep_pending++;
-        batch_add_advance(&j->batch, it->id, it->idlen, shards, it->advance_to);
+        batch_add_advance(&j->batch, batch_item_id(&d->sweep, it), it->idlen, shards,
+                          it->advance_to);
     }
 }
 

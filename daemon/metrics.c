@@ -210,6 +210,7 @@ void metrics_collect_consumer(struct clv_metrics *m, const struct clv_consumer *
     m->kafka_assigned = c->assignment != NULL;
     m->kafka_assigned_partitions = c->assignment ? c->assignment->cnt : 0;
     m->held_events = (int64_t)c->nheld;
+    m->fetch_wakeups = atomic_load_explicit(&c->wake.wakes, memory_order_relaxed);
     m->watermark = c->cfg != NULL && c->cfg->clock.mode == CLV_CLOCK_EVENT ? c->watermark : 0;
     metrics_lag_reset(m);
     if (c->rk == NULL)
@@ -519,6 +520,9 @@ static void render_kafka(const struct clv_metrics *m, struct clv_sbuf *b)
     simple_i64(b, "clvd_kafka_assigned_partitions",
                "Input partitions assigned to this instance by the consumer group.",
                m->kafka_assigned_partitions);
+    simple_u64(b, "clvd_kafka_fetch_wakeups_total", "counter",
+               "Requests sent to restart fetching once a full prefetch queue was drained.",
+               m->fetch_wakeups);
     family(b, "clvd_consumer_lag_messages", "gauge",
            "Messages in an assigned partition after the last one fetched (high watermark).");
     for (int i = 0; i < m->nlag; i++) {

@@ -108,6 +108,12 @@ int producer_open(struct clv_producer *p, const struct clv_config *cfg, const ch
         /* outputs are latency-bound (SPEC section 15: p99 25 ms end to end);
          * at 1 ms a busy clvd still sends batches of many messages */
         {"linger.ms", "1"},
+        /* Bound what waits for delivery: librdkafka's default (1 GB) would
+         * let a burst of transitions -- every customer is new at first --
+         * take tens of MB of the 64 MB budget (SPEC section 15).  Beyond it
+         * produce() waits for deliveries, holding the input back. */
+        {"queue.buffering.max.messages", "16384"},
+        {"queue.buffering.max.kbytes", "4096"},
         {"client.id", "clvd"},
     };
 
@@ -217,8 +223,9 @@ void producer_send_batch(struct clv_producer *p, const struct clv_batch *b)
         if (!it->done || m - b->msgs < it->msg_first ||
             m - b->msgs >= it->msg_first + it->msg_count)
             continue; /* rendered for an attempt that lost a compare-and-set */
-        fl = state_outbox_field(field, sizeof(field), m->topic, m->seq, it->id, it->idlen);
-        producer_send_outbox(p, m->topic, it->shard, field, fl, it->id, it->idlen,
+        fl = state_outbox_field(field, sizeof(field), m->topic, m->seq, batch_item_id(b, it),
+                                it->idlen);
+        producer_send_outbox(p, m->topic, it->shard, field, fl, batch_item_id(b, it), it->idlen,
                              b->out.buf + m->off, m->len, it->input_ts);
     }
 }

@@ -16,6 +16,7 @@ void batch_init(struct clv_batch *b)
 {
     memset(b, 0, sizeof(*b));
     sbuf_init(&b->out);
+    sbuf_init(&b->ids);
 }
 
 void batch_free(struct clv_batch *b)
@@ -35,6 +36,7 @@ void batch_free(struct clv_batch *b)
     free(b->cas.argvlen);
     sbuf_free(&b->cas.text);
     sbuf_free(&b->out);
+    sbuf_free(&b->ids);
     batch_init(b);
 }
 
@@ -45,6 +47,7 @@ void batch_reset(struct clv_batch *b)
     if (b->index)
         memset(b->index, -1, sizeof(int) * (size_t)b->index_cap);
     sbuf_reset(&b->out);
+    sbuf_reset(&b->ids);
     memset(&b->stats, 0, sizeof(b->stats));
 }
 
@@ -83,7 +86,7 @@ static void index_rebuild(struct clv_batch *b, int cap)
     b->index_cap = cap;
     memset(b->index, -1, sizeof(int) * (size_t)cap);
     for (int i = 0; i < b->nitems; i++) {
-        size_t h = id_hash(b->items[i].id, b->items[i].idlen) & (size_t)(cap - 1);
+        size_t h = id_hash(batch_item_id(b, &b->items[i]), b->items[i].idlen) & (size_t)(cap - 1);
         while (b->index[h] >= 0)
             h = (h + 1) & (size_t)(cap - 1);
         b->index[h] = i;
@@ -101,14 +104,15 @@ static struct clv_item *item_for(struct clv_batch *b, const char *id, size_t idl
     h = id_hash(id, idlen) & (size_t)(b->index_cap - 1);
     for (; b->index[h] >= 0; h = (h + 1) & (size_t)(b->index_cap - 1)) {
         it = &b->items[b->index[h]];
-        if (it->idlen == idlen && memcmp(it->id, id, idlen) == 0)
+        if (it->idlen == idlen && memcmp(batch_item_id(b, it), id, idlen) == 0)
             return it;
     }
     b->items = grow(b->items, &b->items_cap, b->nitems + 1, sizeof(*b->items));
     b->index[h] = b->nitems;
     it = &b->items[b->nitems++];
-    memcpy(it->id, id, idlen);
-    it->id[idlen] = '\0';
+    it->id_off = b->ids.len;
+    sbuf_append(&b->ids, id, idlen);
+    sbuf_append(&b->ids, "", 1);
     it->idlen = idlen;
     it->shard = keys_shard_of(id, idlen, shards);
     it->ev_head = it->ev_tail = -1;
@@ -166,7 +170,7 @@ static const struct clv_event *unpack_event(struct clv_batch *b, int e, const st
     ev->event_id_len = p.event_id_len;
     memcpy(ev->channel, at + p.event_id_len, p.channel_len);
     ev->channel[p.channel_len] = '\0';
-    memcpy(ev->customer_id, it->id, it->idlen + 1);
+    memcpy(ev->customer_id, batch_item_id(b, it), it->idlen + 1);
     ev->customer_id_len = it->idlen;
     ev->src_topic = p.src_topic;
     ev->src_partition = p.src_partition;
@@ -229,7 +233,7 @@ static int load_state(struct clv_batch *b, struct clv_item *it, const redisReply
         return 0;
     }
     if (r->type != REDIS_REPLY_STRING || r->len < 8) {
-        clv_seterr(err, errlen, "customer %s: unexpected state reply", it->id);
+        clv_seterr(err, errlen, "customer %s: unexpected state reply", batch_item_id(b, it));
         return -1;
     }
     it->existed = 1;
@@ -244,7 +248,8 @@ static int load_state(struct clv_batch *b, struct clv_item *it, const redisReply
 static int from_cache(struct clv_batch *b, struct clv_item *it)
 {
     size_t len;
-    const unsigned char *p = b->cache ? cache_get(b->cache, it->id, it->idlen, &len) : NULL;
+    const unsigned char *p =
+        b->cache ? cache_get(b->cache, batch_item_id(b, it), it->idlen, &len) : NULL;
 
     if (p == NULL || len < 8)
         return 0;
@@ -278,7 +283,8 @@ static int read_states(struct clv_store *st, struct clv_batch *b, int *miss, cha
     t0 = store_pipeline_begin();
     for (int k = 0; k < nmiss; k++) {
         struct clv_item *it = &b->items[miss[k]];
-        argvlen[1] = keys_customer(key, st->cfg->key_prefix, it->shard, it->id, it->idlen);
+        argvlen[1] =
+            keys_customer(key, st->cfg->key_prefix, it->shard, batch_item_id(b, it), it->idlen);
         store_append_argv(st, 2, argv, argvlen);
     }
     for (int k = 0; k < nmiss; k++) {
@@ -311,7 +317,8 @@ static void emit_transitions(struct clv_batch *b, int item, const struct clv_tra
     b->trs = grow(b->trs, &b->trs_cap, b->ntrs + tr->n, sizeof(*b->trs));
     for (int i = 0; i < tr->n; i++) {
         const struct clv_transition *t = &tr->t[i];
-        int n = output_transition(t, it->id, it->idlen, cfg->tiers, cfg->ntiers, now, &b->out, m);
+        int n = output_transition(t, batch_item_id(b, it), it->idlen, cfg->tiers, cfg->ntiers, now,
+                                  &b->out, m);
         b->trs[b->ntrs++] =
             (struct clv_trpair){(int8_t)(t->kind == CLV_TRANSITION_TIER ? -2 : t->from),
                                 (int8_t)t->to, (int8_t)t->purchased, t->at};
@@ -331,7 +338,7 @@ static int decode_item(struct clv_batch *b, const struct clv_item *it, char *err
     if (customer_decode(&b->cust, (const unsigned char *)b->states.buf + it->state_off,
                         it->statelen, err, errlen) != 0) {
         size_t n = strlen(err);
-        snprintf(err + n, errlen - n, " (customer %s)", it->id);
+        snprintf(err + n, errlen - n, " (customer %s)", batch_item_id(b, it));
         return -1;
     }
     return 0;
@@ -530,7 +537,7 @@ static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const s
 
     arg(a, it->old_version, it->existed ? 8 : 0);
     arg(a, b->blobs.buf + it->blob_off, it->bloblen);
-    arg(a, it->id, it->idlen);
+    arg(a, batch_item_id(b, it), it->idlen);
     if (keeps_due_entry(it))
         arg_str(a, "-");
     else if (it->due)
@@ -540,8 +547,8 @@ static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const s
     arg_int(a, it->msg_count);
     for (int m = 0; m < it->msg_count; m++) {
         const struct clv_batch_msg *msg = &b->msgs[it->msg_first + m];
-        size_t n =
-            state_outbox_field(field, sizeof(field), msg->topic, msg->seq, it->id, it->idlen);
+        size_t n = state_outbox_field(field, sizeof(field), msg->topic, msg->seq,
+                                      batch_item_id(b, it), it->idlen);
         arg_text(a, field, n);
         arg(a, b->out.buf + msg->off, msg->len);
     }
@@ -566,7 +573,7 @@ static void build_call(struct clv_store *st, struct clv_batch *b, const int *sen
     arg_text(a, key, keys_stats(key, prefix, shard));
     for (int i = 0; i < n; i++) {
         const struct clv_item *it = &b->items[sent[i]];
-        arg_text(a, key, keys_customer(key, prefix, shard, it->id, it->idlen));
+        arg_text(a, key, keys_customer(key, prefix, shard, batch_item_id(b, it), it->idlen));
     }
     for (int i = 0; i < n; i++)
         item_args(a, b, &b->items[sent[i]]);
@@ -595,18 +602,19 @@ static int item_result(struct clv_batch *b, int item, const redisReply *r, int *
         it->done = 1;
         b->stats.updates++;
         if (b->cache)
-            cache_put(b->cache, it->id, it->idlen,
+            cache_put(b->cache, batch_item_id(b, it), it->idlen,
                       (const unsigned char *)b->blobs.buf + it->blob_off, it->bloblen);
         add_item_stats(b, it);
         return 0;
     }
     if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_STRING) {
-        clv_seterr(err, errlen, "redis EVALSHA apply: unexpected reply for customer %s", it->id);
+        clv_seterr(err, errlen, "redis EVALSHA apply: unexpected reply for customer %s",
+                   batch_item_id(b, it));
         return -1;
     }
     /* the state changed since it was read: recompute from the new one */
     if (b->cache)
-        cache_drop(b->cache, it->id, it->idlen);
+        cache_drop(b->cache, batch_item_id(b, it), it->idlen);
     if (load_state(b, it, r, err, errlen) != 0)
         return -1;
     b->stats.conflicts++;
@@ -737,7 +745,7 @@ int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct cl
     for (int round = 0; nredo > 0 || nresend > 0; round++) {
         if (round == MAX_CAS_ROUNDS) {
             clv_seterr(err, errlen, "customer %s: state keeps changing under us",
-                       b->items[redo[0]].id);
+                       batch_item_id(b, &b->items[redo[0]]));
             return -1;
         }
         ntodo = 0;

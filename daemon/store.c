@@ -13,6 +13,8 @@
 #include "metrics.h"
 #include "sbuf.h"
 
+#include <hiredis/sds.h>
+
 extern const char clv_lua_apply[], clv_lua_sweep[], clv_lua_clock[], clv_lua_lease[];
 
 static const char *const script_source[CLV_SCRIPT_COUNT] = {
@@ -207,6 +209,22 @@ void store_pipeline_end(struct clv_store *st, double started)
         cl_report(st);
 }
 
+/* A pipeline is written out whenever this much is waiting, not only when
+ * its first reply is read: hiredis would otherwise hold a whole batch's
+ * commands -- states and outbox payloads, MBs -- in its output buffer, and
+ * Redis starts on the first calls while the rest are being formatted.  A
+ * write error is left for the reply read to report. */
+#define STORE_FLUSH_BYTES (256 << 10)
+
+static void flush_pipeline(redisContext *ctx)
+{
+    int done = 0;
+
+    while (!done)
+        if (redisBufferWrite(ctx, &done) != REDIS_OK)
+            return;
+}
+
 void store_append_argv(struct clv_store *st, int argc, const char **argv, const size_t *argvlen)
 {
     if (st->cl) {
@@ -227,6 +245,8 @@ void store_append_argv(struct clv_store *st, int argc, const char **argv, const 
     cluster_format_argv(&st->resp, argc, argv, argvlen);
     redisAppendFormattedCommand(st->ctx, st->resp.buf, st->resp.len);
     st->commands++;
+    if (sdslen(st->ctx->obuf) >= STORE_FLUSH_BYTES)
+        flush_pipeline(st->ctx);
 }
 
 redisReply *store_read_reply(struct clv_store *st)

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "fetchwake.h"
 #include "log.h"
 
 #define CLV_INPUT_TOPICS 3 /* purchases, logins, visits = enum clv_event_type */
@@ -64,6 +65,7 @@ struct clv_heldkey {
 
 struct clv_consumer {
     rd_kafka_t *rk;
+    struct clv_fetchwake wake;
     const struct clv_config *cfg;
     const struct clv_log *log;
     rd_kafka_topic_partition_list_t *assignment;

@@ -122,9 +122,10 @@ struct clv_metrics {
     int redis_up;
     int kafka_assigned; /* the consumer holds an assignment (possibly empty) */
     int kafka_assigned_partitions;
-    int64_t held_events; /* event clock: events waiting for the watermark */
-    clv_ms watermark;    /* event clock; 0 = none (wall clock or not yet known) */
-    int ready;           /* READY=1 was sent */
+    uint64_t fetch_wakeups; /* counter: the consumer's fetch waker (fetchwake.h) */
+    int64_t held_events;    /* event clock: events waiting for the watermark */
+    clv_ms watermark;       /* event clock; 0 = none (wall clock or not yet known) */
+    int ready;              /* READY=1 was sent */
 };
 
 /* Zero everything, set up the histograms, copy the topic names. */

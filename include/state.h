@@ -27,8 +27,7 @@
  * while it is computed: a batch of 2 000 customers then costs kilobytes, not
  * the 15 MB that decoded states (room for 400 purchase days each) would. */
 struct clv_item {
-    char id[CLV_ID_MAX + 1];
-    size_t idlen;
+    size_t id_off, idlen; /* the customer id, NUL-terminated, in batch->ids */
     uint32_t shard;
     int ev_head, ev_tail; /* linked list of this customer's events, -1 if none */
     clv_ms advance_to;    /* apply deadlines up to here; 0 = only the events */
@@ -94,6 +93,9 @@ struct clv_batch {
     struct clv_event ev; /* scratch: the event being applied, unpacked */
     struct clv_item *items;
     int nitems, items_cap;
+    /* the items' customer ids: out of line, as most are far shorter than
+     * CLV_ID_MAX and every job keeps its arrays at their largest */
+    struct clv_sbuf ids;
     int *index; /* open addressing: customer id -> item */
     int index_cap;
     struct clv_sbuf out;
@@ -112,6 +114,11 @@ struct clv_batch {
     struct clv_cas_args cas;
     struct clv_state_cache *cache; /* the owner's, or NULL (cache.h) */
 };
+
+static inline const char *batch_item_id(const struct clv_batch *b, const struct clv_item *it)
+{
+    return b->ids.buf + it->id_off;
+}
 
 void batch_init(struct clv_batch *b);
 void batch_free(struct clv_batch *b);

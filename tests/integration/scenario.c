@@ -406,6 +406,35 @@ int scen_config_write(const struct scen_world *w, const struct h_config *cfg, co
     return h_config_write(cfg, path, err, errlen);
 }
 
+int scen_config_write_with(struct scen_fixture *f, const char *name, int metrics_port,
+                           const char *properties, char *err, size_t errlen)
+{
+    struct h_config cfg;
+    char listen[64];
+    int rc = 0;
+
+    err[0] = '\0';
+    if (scen_config(&f->w, &cfg, f->group) != 0) {
+        clv_seterr(err, errlen, "config: out of memory");
+        return -1;
+    }
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", metrics_port);
+    if (metrics_port > 0 && h_config_set_str(&cfg, "metrics.listen", listen) != 0)
+        rc = -1;
+    if (rc == 0 && properties != NULL &&
+        h_config_set(&cfg, "kafka.properties",
+                     "{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\", "
+                     "max.partition.fetch.bytes: \"%s\", %s}",
+                     SCEN_FETCH_BYTES, properties) != 0)
+        rc = -1;
+    if (rc == 0)
+        rc = scen_config_write(&f->w, &cfg, name, f->config, sizeof(f->config), err, errlen);
+    if (rc != 0 && !err[0])
+        clv_seterr(err, errlen, "config: out of memory");
+    h_config_free(&cfg);
+    return rc;
+}
+
 const char *scen_clvd_binary(void)
 {
     const char *b = getenv("CLVD_IT_CLVD");

@@ -222,6 +222,13 @@ int scen_fixture_teardown(void **state);
 int scen_prepare(struct scen_fixture *f, uint64_t seed, const char *name, int brokers, int persist,
                  int copies, int throttle, char *err, size_t errlen);
 
+/* Rewrite the fixture's config (f->config) as <dir>/<name>.yaml: the
+ * scenario's, with metrics.listen on 127.0.0.1:`metrics_port` if it is > 0,
+ * and `properties` (YAML "key: value" pairs, comma-separated; NULL: none)
+ * added to kafka.properties. */
+int scen_config_write_with(struct scen_fixture *f, const char *name, int metrics_port,
+                           const char *properties, char *err, size_t errlen);
+
 /* Wait for clvd (started with exit_when_idle) to exit 0, lift the throttle,
  * read the result
  * into f->got, check its invariants and compare it with the reference.

@@ -32,28 +32,6 @@
 #define RECONNECT_TIMEOUT_MS 30000
 #define METRICS_TIMEOUT_MS 5000 /* clvd publishes its page once a second */
 
-/* The scenario's config, with metrics on a free loopback port. */
-static int config_with_metrics(struct scen_fixture *f, int port, char *err, size_t errlen)
-{
-    struct h_config cfg;
-    char listen[64];
-    int rc;
-
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-    if (scen_config(&f->w, &cfg, f->group) != 0) {
-        snprintf(err, errlen, "config: out of memory");
-        return -1;
-    }
-    rc = h_config_set_str(&cfg, "metrics.listen", listen) != 0
-             ? -1
-             : scen_config_write(&f->w, &cfg, "redis-metrics", f->config, sizeof(f->config), err,
-                                 errlen);
-    if (rc != 0 && !err[0])
-        snprintf(err, errlen, "config: metrics.listen");
-    h_config_free(&cfg);
-    return rc;
-}
-
 /* clvd_redis_reconnects_total once it is at least 1 (the main thread's
  * connection and the workers' were all cut); -1 if it never gets there. */
 static double reconnects_counted(int port)
@@ -85,7 +63,7 @@ static void test_redis_restart_mid_stream(void **state)
     double reconnects;
 
     if (scen_prepare(f, SEED, "redis", 1, 1, 1, 1, err, sizeof(err)) != 0 ||
-        config_with_metrics(f, port, err, sizeof(err)) != 0)
+        scen_config_write_with(f, "redis-metrics", port, NULL, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     if (scen_clvd_start(&f->w, d, f->config, "redis", SCEN_IDLE_EXIT, err, sizeof(err)) != 0)
         fail_msg("%s", err);
