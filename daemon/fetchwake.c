@@ -6,8 +6,9 @@
 #include <string.h>
 #include <time.h>
 
-/* How often the queue is looked at.  A wake costs one ListOffsets round
- * trip; at most this many per second per clvd, and only while it consumes. */
+/* How often the queue is looked at; at most one wake per look.  A wake is a
+ * watermark-offsets query: ListOffsets requests to one broker, one round
+ * trip. */
 #define WAKE_EVERY_MS 5
 /* A wake whose broker does not answer is given up: the next one follows. */
 #define WAKE_TIMEOUT_MS 100

@@ -12,7 +12,7 @@
  * A broker thread wakes when a request is queued for it.  Every 5 ms this
  * thread looks whether fetching may have stopped and the application has
  * since drained the queue below half of queued.min.messages (fetchwake.c,
- * should_wake); if so it sends one cheap request (a partition's watermark
+ * should_wake); if so it sends one cheap query (a partition's watermark
  * offsets, ListOffsets) to the leader of an assigned partition, and
  * fetching restarts within a few milliseconds: the queue can be kept small.
  * The partition goes round the assignment, which reaches each leader in
