@@ -45,9 +45,12 @@ static void on_signal(int sig)
 /* Events, or customers, in one worker's batch.  Only a backlog fills it (at
  * lower rates a batch is what arrived while the last one was applied); then
  * a larger batch merges more events per customer and more customers per
- * apply.lua call.  Measured (performance.md): 2000 -> 6000 took Redis from
- * 5.8 to 4.7 us per event; 12000 gained nothing more and cost 15 MB RSS. */
-#define BATCH_MAX 6000
+ * apply.lua call, which is what takes Redis's work per event down.
+ * Measured (performance.md): 2000 -> 6000 took Redis from 5.8 to 4.7 us per
+ * event; 6000 -> 12000, once a job's large buffers were released between
+ * batches (state.c), +10-15 % events/s at 61 MB peak RSS with 1 M
+ * customers; 16000 no clearly more, and over the memory budget there. */
+#define BATCH_MAX 12000
 #define SHUTDOWN_GRACE_MS 6000
 /* A failed batch is tried again this often (the store's backoff spaces the
  * reconnects themselves). */

@@ -40,13 +40,33 @@ void batch_free(struct clv_batch *b)
     batch_init(b);
 }
 
+/* The buffers only a batch being applied uses -- its rendered outputs, the
+ * states read and written -- are given back when large: a worker's job
+ * spends half its life being filled, when it needs none of them, and with
+ * glibc's mmap threshold fixed (main.c) a large block freed goes back to the
+ * kernel.  At 1 M customers, where most customers of a batch are written
+ * and many have an output, that was 10 MB of peak RSS (performance.md).
+ * Small ones are kept, so that batches of a steady stream do not fault
+ * their pages in again each time. */
+#define BATCH_KEEP_BYTES (256 << 10)
+
+static void reset_or_release(struct clv_sbuf *s)
+{
+    if (s->cap > BATCH_KEEP_BYTES)
+        sbuf_free(s);
+    else
+        sbuf_reset(s);
+}
+
 void batch_reset(struct clv_batch *b)
 {
     b->nevents = b->nitems = b->nmsgs = b->ntrs = 0;
     sbuf_reset(&b->evbuf);
     if (b->index)
         memset(b->index, -1, sizeof(int) * (size_t)b->index_cap);
-    sbuf_reset(&b->out);
+    reset_or_release(&b->out);
+    reset_or_release(&b->blobs);
+    reset_or_release(&b->states);
     sbuf_reset(&b->ids);
     memset(&b->stats, 0, sizeof(b->stats));
 }
@@ -653,59 +673,94 @@ static int by_shard(const void *x, const void *y, void *items)
     return *(const int *)x - *(const int *)y;
 }
 
-/* Split sent[] (sorted by shard) into calls: the length of each, in calls[]. */
-static int plan_calls(const struct clv_batch *b, const int *sent, int nsent, int *calls)
-{
-    int ncalls = 0;
-
-    for (int i = 0; i < nsent;) {
-        int n = 1;
-        while (i + n < nsent && n < CAS_MAX_PER_CALL &&
-               b->items[sent[i + n]].shard == b->items[sent[i]].shard)
-            n++;
-        calls[ncalls++] = n;
-        i += n;
-    }
-    return ncalls;
-}
-
-/* Send the prepared items' scripts, one call per shard, and sort out the
- * replies.  Items that conflicted get their fresh state loaded and need
- * preparing again (`redo`); after NOSCRIPT (Redis restarted or failed over)
- * the script is loaded again and the same writes are re-sent (`resend`). */
-static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *sent, int nsent, int *redo,
-                         int *nredo, int *resend, int *nresend, char *err, size_t errlen)
-{
-    int *calls = b->work + 3 * b->nitems, ncalls, rc = 0;
-    double t0;
-
-    qsort_r(sent, (size_t)nsent, sizeof(*sent), by_shard, b->items);
-    ncalls = plan_calls(b, sent, nsent, calls);
-    t0 = store_pipeline_begin();
-    for (int c = 0, i = 0; c < ncalls; i += calls[c++]) {
-        build_call(st, b, sent + i, calls[c]);
-        store_append_argv(st, b->cas.argc, b->cas.argv, b->cas.argvlen);
-    }
-    b->stats.calls += (uint64_t)ncalls;
-    *nredo = *nresend = 0;
-    for (int c = 0, i = 0; c < ncalls; i += calls[c++]) {
-        redisReply *r = store_read_reply(st);
-        if (r == NULL) {
-            clv_seterr(err, errlen, "redis EVALSHA: connection lost");
-            return -1;
-        }
-        if (rc == 0)
-            rc = call_result(b, sent + i, calls[c], r, redo, nredo, resend, nresend, err, errlen);
-        freeReplyObject(r);
-    }
-    store_pipeline_end(st, t0);
-    return rc;
-}
-
 static void finish_unchanged(struct clv_batch *b, int item)
 {
     b->items[item].done = 1;
     add_item_stats(b, &b->items[item]);
+}
+
+/* Compute the item if it is stale (see run_cas_round): 1 if it has
+ * something to write, 0 if not (it is finished), -1 on a corrupt state. */
+static int ready_item(struct clv_batch *b, int item, const struct clv_rules *rules,
+                      const struct clv_config *cfg, clv_ms now, char *err, size_t errlen)
+{
+    int rc;
+
+    if (!b->items[item].stale)
+        return 1;
+    b->items[item].stale = 0;
+    rc = prepare_item(b, item, rules, cfg, now, err, errlen);
+    if (rc == 0)
+        finish_unchanged(b, item);
+    return rc;
+}
+
+/* Computes and sends list[] (sorted here by shard) one call at a time --
+ * each call carries up to CAS_MAX_PER_CALL customers of one shard -- so
+ * that Redis works on the first calls while the worker computes the rest
+ * (the store writes the pipeline out as it grows).  list[] keeps the items
+ * sent, in order; the length of each call goes to calls[].  Returns the
+ * number of calls; stops early, setting *failed, on a corrupt state. */
+static int send_calls(struct clv_store *st, struct clv_batch *b, int *list, int n, int *calls,
+                      const struct clv_rules *rules, const struct clv_config *cfg, clv_ms now,
+                      int *failed, char *err, size_t errlen)
+{
+    int ncalls = 0, nsent = 0, first = 0;
+
+    qsort_r(list, (size_t)n, sizeof(*list), by_shard, b->items);
+    for (int i = 0; i < n; i++) {
+        int item = list[i], rc = ready_item(b, item, rules, cfg, now, err, errlen);
+        int shard_ends = i + 1 == n || b->items[list[i + 1]].shard != b->items[item].shard;
+        if (rc < 0) {
+            *failed = 1;
+            shard_ends = 1;
+        } else if (rc > 0) {
+            list[nsent++] = item;
+        }
+        if (nsent > first && (shard_ends || nsent - first == CAS_MAX_PER_CALL)) {
+            build_call(st, b, list + first, nsent - first);
+            store_append_argv(st, b->cas.argc, b->cas.argv, b->cas.argvlen);
+            calls[ncalls++] = nsent - first;
+            first = nsent;
+        }
+        if (*failed)
+            break;
+    }
+    b->stats.calls += (uint64_t)ncalls;
+    return ncalls;
+}
+
+/* One round of compare-and-set for list[]: items marked stale are computed
+ * first, the others (re-sent after NOSCRIPT) go as prepared.  Items that
+ * conflicted get their fresh state loaded and need computing again
+ * (`redo`); after NOSCRIPT (Redis restarted or failed over) the script is
+ * loaded again and the same writes are re-sent (`resend`).  After a
+ * corrupt state stopped the round, the replies of the calls already sent
+ * are still read, to keep the connection in step; the batch fails and goes
+ * again as a whole, like one whose connection broke half-way. */
+static int run_cas_round(struct clv_store *st, struct clv_batch *b, int *list, int n,
+                         const struct clv_rules *rules, const struct clv_config *cfg, clv_ms now,
+                         int *redo, int *nredo, int *resend, int *nresend, char *err, size_t errlen)
+{
+    int *calls = b->work + 3 * b->nitems, ncalls, failed = 0, rc = 0;
+    double t0 = store_pipeline_begin();
+
+    *nredo = *nresend = 0;
+    ncalls = send_calls(st, b, list, n, calls, rules, cfg, now, &failed, err, errlen);
+    for (int c = 0, i = 0; c < ncalls; i += calls[c++]) {
+        redisReply *r = store_read_reply(st);
+        if (r == NULL) {
+            if (!failed)
+                clv_seterr(err, errlen, "redis EVALSHA: connection lost");
+            return -1;
+        }
+        if (rc == 0 && !failed)
+            rc = call_result(b, list + i, calls[c], r, redo, nredo, resend, nresend, err, errlen);
+        freeReplyObject(r);
+    }
+    if (ncalls > 0)
+        store_pipeline_end(st, t0);
+    return failed ? -1 : rc;
 }
 
 static int reload_script(struct clv_store *st, char *err, size_t errlen)
@@ -728,7 +783,7 @@ int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct cl
                       const struct clv_config *cfg, char *err, size_t errlen)
 {
     clv_ms now = clv_now_ms();
-    int *todo, *redo, *resend, ntodo = 0, nredo = 0, nresend = 0;
+    int *todo, *redo, *resend, ntodo, nredo = 0, nresend = 0;
 
     if (b->nitems == 0)
         return 0;
@@ -750,23 +805,16 @@ int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct cl
         }
         ntodo = 0;
         for (int i = 0; i < nresend; i++)
-            todo[ntodo++] = resend[i];
+            todo[ntodo++] = resend[i]; /* prepared, not stale */
         for (int i = 0; i < nredo; i++) {
-            int rc = prepare_item(b, redo[i], rules, cfg, now, err, errlen);
-            if (rc < 0)
-                return -1;
-            if (rc > 0)
-                todo[ntodo++] = redo[i];
-            else
-                finish_unchanged(b, redo[i]);
+            b->items[redo[i]].stale = 1;
+            todo[ntodo++] = redo[i];
         }
         if (nresend > 0 && reload_script(st, err, errlen) != 0)
             return -1;
-        if (ntodo > 0 &&
-            run_cas_round(st, b, todo, ntodo, redo, &nredo, resend, &nresend, err, errlen) != 0)
+        if (run_cas_round(st, b, todo, ntodo, rules, cfg, now, redo, &nredo, resend, &nresend, err,
+                          errlen) != 0)
             return -1;
-        if (ntodo == 0)
-            nredo = nresend = 0;
     }
     return 0;
 }

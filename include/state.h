@@ -33,6 +33,7 @@ struct clv_item {
     clv_ms advance_to;    /* apply deadlines up to here; 0 = only the events */
     clv_ms input_ts;      /* earliest Kafka timestamp of its events, 0 none */
     int done;             /* written (or nothing to write) */
+    int stale;            /* to be computed (again) before it is sent */
     int existed;
     char old_version[8];
     size_t state_off, statelen;  /* the state read, in batch->states */
