@@ -99,7 +99,7 @@ static int64_t offq_advance(struct clv_partition *pt)
 }
 
 struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_t *m, int topic,
-                                 clv_ms ts)
+                                 clv_ms ts, clv_ms now_mono)
 {
     struct clv_partition *pt = partition(c, topic, m->partition);
     struct clv_msgref ref = {(int8_t)topic, m->partition, m->offset, pt ? pt->gen : 0};
@@ -108,7 +108,7 @@ struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_
     if (pt == NULL || !pt->assigned)
         return ref;
     offq_push(pt, m->offset);
-    pt->last_msg_mono = clv_mono_ms();
+    pt->last_msg_mono = now_mono;
     pt->last_offset = m->offset;
     if (ts > pt->max_ts)
         pt->max_ts = ts;

@@ -52,7 +52,15 @@ static void put_num_or_null(struct clv_sbuf *b, double v, int decimals, int pres
 
 static void put_key(struct clv_sbuf *b, const char *key)
 {
-    sbuf_printf(b, ",\"%s\":", key);
+    sbuf_append(b, ",\"", 2);
+    sbuf_puts(b, key);
+    sbuf_append(b, "\":", 2);
+}
+
+static void put_int(struct clv_sbuf *b, const char *key, long long v)
+{
+    put_key(b, key);
+    sbuf_int(b, v);
 }
 
 static void put_customer(struct clv_sbuf *b, const struct clv_snapshot *s, const char *channel,
@@ -67,7 +75,7 @@ static void put_customer(struct clv_sbuf *b, const struct clv_snapshot *s, const
     put_time_or_null(b, s->last_purchase, bought);
     put_key(b, "last_activity_at");
     put_time(b, s->last_activity);
-    sbuf_printf(b, ",\"purchases\":%u", s->purchases);
+    put_int(b, "purchases", s->purchases);
     put_key(b, "revenue");
     sbuf_json_num(b, s->revenue, 2);
     put_key(b, "avg_order_value");
@@ -76,8 +84,8 @@ static void put_customer(struct clv_sbuf *b, const struct clv_snapshot *s, const
     put_num_or_null(b, s->recency_days, 1, bought);
     put_key(b, "tenure_days");
     sbuf_json_num(b, s->tenure_days, 1);
-    sbuf_printf(b, ",\"active_days_30d\":%d,\"purchases_90d\":%d", s->active_days_30d,
-                s->purchases_90d);
+    put_int(b, "active_days_30d", s->active_days_30d);
+    put_int(b, "purchases_90d", s->purchases_90d);
     put_key(b, "tier");
     sbuf_json_str(b, tier, strlen(tier));
     sbuf_printf(b, ",\"rfm\":\"%03d\"", s->rfm);
@@ -113,10 +121,14 @@ static void put_envelope(struct clv_sbuf *b, const char *schema, const struct cl
     const char *from = stage_or_tier(t, t->from, tiers, ntiers);
     const char *to = stage_or_tier(t, t->to, tiers, ntiers);
 
-    sbuf_printf(b, "{\"schema\":\"%s\",\"event_id\":", schema);
+    sbuf_puts(b, "{\"schema\":\"");
+    sbuf_puts(b, schema);
+    sbuf_puts(b, "\",\"event_id\":");
     sbuf_json_str(b, id, idlen);
     b->len--; /* reopen the string to append ":<seq>" */
-    sbuf_printf(b, ":%u\"", t->seq);
+    sbuf_append(b, ":", 1);
+    sbuf_int(b, t->seq);
+    sbuf_append(b, "\"", 1);
     put_key(b, "customer_id");
     sbuf_json_str(b, id, idlen);
     put_key(b, "from");

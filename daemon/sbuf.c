@@ -52,21 +52,44 @@ void sbuf_puts(struct clv_sbuf *b, const char *s)
     sbuf_append(b, s, strlen(s));
 }
 
+/* Formatted straight into the buffer's free space; only what does not fit
+ * is formatted a second time (the hot path renders several of these per
+ * output message). */
 void sbuf_printf(struct clv_sbuf *b, const char *fmt, ...)
 {
     va_list ap;
+    size_t room;
     int n;
 
+    sbuf_reserve(b, 64);
+    room = b->cap - b->len;
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(b->buf + b->len, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
-    sbuf_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= room) {
+        sbuf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
+}
+
+void sbuf_int(struct clv_sbuf *b, long long v)
+{
+    char buf[24];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int i = (int)sizeof(buf);
+
+    do {
+        buf[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        buf[--i] = '-';
+    sbuf_append(b, buf + i, sizeof(buf) - (size_t)i);
 }
 
 void sbuf_json_str(struct clv_sbuf *b, const char *s, size_t n)

@@ -456,17 +456,11 @@ static void arg_text(struct clv_cas_args *a, const char *p, size_t len)
 
 static void arg_int(struct clv_cas_args *a, long long v)
 {
-    char buf[24];
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    int i = (int)sizeof(buf);
+    size_t off = a->text.len;
 
-    do {
-        buf[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0)
-        buf[--i] = '-';
-    arg_text(a, buf + i, sizeof(buf) - (size_t)i);
+    sbuf_int(&a->text, v);
+    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
+    a->args[a->argc++] = (struct clv_cas_arg){NULL, off, a->text.len - off};
 }
 
 static void resolve_args(struct clv_cas_args *a)

@@ -92,9 +92,9 @@ void consumer_close(struct clv_consumer *c);
 /* Which input topic a message came from, or -1. */
 int consumer_topic_index(const struct clv_consumer *c, const char *topic);
 
-/* Register a fetched message; returns its reference. */
+/* Register a fetched message (fetched at `now_mono`); returns its reference. */
 struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_t *m, int topic,
-                                 clv_ms ts);
+                                 clv_ms ts, clv_ms now_mono);
 /* Mark a message's effect durable; stores the new frontier if it moved. */
 void consumer_done(struct clv_consumer *c, const struct clv_msgref *ref);
 

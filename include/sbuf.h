@@ -19,6 +19,8 @@ void sbuf_reserve(struct clv_sbuf *b, size_t extra);
 void sbuf_append(struct clv_sbuf *b, const void *p, size_t n);
 void sbuf_puts(struct clv_sbuf *b, const char *s);
 void sbuf_printf(struct clv_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An integer in decimal, without printf. */
+void sbuf_int(struct clv_sbuf *b, long long v);
 /* A JSON string literal, quoted and escaped. */
 void sbuf_json_str(struct clv_sbuf *b, const char *s, size_t n);
 /* A JSON number with at most `decimals` decimals, trailing zeros trimmed;

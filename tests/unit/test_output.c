@@ -1261,6 +1261,63 @@ static void test_sbuf_growth_and_strings(void **state)
     sbuf_free(&b);
 }
 
+/* sbuf_printf formats into the free space and again only when the result
+ * did not fit: both paths, at the boundary too (room counts the NUL). */
+static void test_sbuf_printf_fits_or_grows(void **state)
+{
+    struct clv_sbuf b;
+    char big[1000], filler[1024];
+
+    (void)state;
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    memset(filler, 'f', sizeof(filler));
+    sbuf_init(&b);
+    sbuf_printf(&b, "%s", "ab");
+    sbuf_printf(&b, "<%s>", big); /* longer than the free space */
+    assert_int_equal(b.len, 2 + 1 + 999 + 1);
+    assert_memory_equal(b.buf, "ab<xxx", 6);
+    assert_memory_equal(b.buf + b.len - 4, "xxx>", 4);
+    assert_int_equal(b.buf[b.len], '\0');
+    for (int extra = 0; extra <= 1; extra++) {
+        size_t cap;
+        sbuf_free(&b);
+        sbuf_reserve(&b, 1000);
+        cap = b.cap;
+        sbuf_append(&b, filler, cap - 65); /* room for 64 characters and the NUL */
+        sbuf_printf(&b, "%.*s", 64 + extra, big);
+        assert_int_equal(b.len, cap - 65 + 64 + (size_t)extra);
+        assert_true(extra ? b.cap > cap : b.cap == cap);
+        assert_memory_equal(b.buf + cap - 65, big, 64 + (size_t)extra);
+        assert_int_equal(b.buf[b.len], '\0');
+    }
+    sbuf_free(&b);
+}
+
+static void test_sbuf_int(void **state)
+{
+    static const struct {
+        long long v;
+        const char *text;
+    } cases[] = {{0, "0"},
+                 {7, "7"},
+                 {-1, "-1"},
+                 {1234567890, "1234567890"},
+                 {9223372036854775807LL, "9223372036854775807"},
+                 {-9223372036854775807LL - 1, "-9223372036854775808"}};
+    struct clv_sbuf b;
+
+    (void)state;
+    sbuf_init(&b);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sbuf_reset(&b);
+        sbuf_puts(&b, "n=");
+        sbuf_int(&b, cases[i].v);
+        assert_string_equal(b.buf + 2, cases[i].text);
+    }
+    sbuf_free(&b);
+}
+
 static void test_output_topic_names(void **state)
 {
     const struct clv_kafka_topics *t = &g_cfg.kafka.topics;
@@ -1339,6 +1396,8 @@ int main(void)
         cmocka_unit_test(test_sbuf_numbers),
         cmocka_unit_test(test_sbuf_large_finite_number),
         cmocka_unit_test(test_sbuf_growth_and_strings),
+        cmocka_unit_test(test_sbuf_printf_fits_or_grows),
+        cmocka_unit_test(test_sbuf_int),
         cmocka_unit_test(test_output_topic_names),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
