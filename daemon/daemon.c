@@ -47,10 +47,11 @@ static void on_signal(int sig)
  * a larger batch merges more events per customer and more customers per
  * apply.lua call, which is what takes Redis's work per event down.
  * Measured (performance.md): 2000 -> 6000 took Redis from 5.8 to 4.7 us per
- * event; 6000 -> 12000, once a job's large buffers were released between
- * batches (state.c), +10-15 % events/s at 61 MB peak RSS with 1 M
- * customers; 16000 no clearly more, and over the memory budget there. */
-#define BATCH_MAX 12000
+ * event; past 6000 it is memory that decides, once a job's large buffers
+ * are released between batches (state.c): at 1 M customers 9000 peaked at
+ * 58.8-58.9 MB RSS, 12000 at 61.3-65.4 MB (the target is 64), for about
+ * 5 % more events/s. */
+#define BATCH_MAX 9000
 #define SHUTDOWN_GRACE_MS 6000
 /* A failed batch is tried again this often (the store's backoff spaces the
  * reconnects themselves). */
