@@ -62,7 +62,7 @@ void b_opts_default(struct b_opts *o)
     o->partitions = 0;
     o->preload = 1;
     o->out_partitions = 1;
-    o->rate_partitions = 1;
+    o->rate_partitions = 0; /* by the rate: rate_partitions_for() */
     o->brokers = 1;
     o->warmup_seconds = 2;
     o->shards = 1024;
@@ -104,7 +104,8 @@ static void usage(FILE *f)
            "                         against the mock's capacity, instead of producing the whole\n"
            "                         stream before clvd starts (see docs)\n"
            "  --rate-partitions N    partitions per input topic, half-load and --rate runs\n"
-           "                         (default 1; see docs: the mock's fetch path)\n"
+           "                         (default: 1 per 80 000 events/s, rounded up; see docs:\n"
+           "                         the mock's fetch path)\n"
            "  --out-partitions N     partitions per output topic, 1..4 (default 1)\n"
            "  --brokers N            brokers of the mock cluster (default 1)\n"
            "  --warmup-seconds S     latency leaves out inputs of the first S seconds (default 2)\n"
@@ -899,6 +900,19 @@ static int write_json(const char *path, const struct b_opts *o, const struct res
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+/* One partition of the mock serves up to about 90 000 events/s of this
+ * stream: past that its fetch path (a walk from the oldest message set)
+ * falls behind for good and the run fails on dropped input.  Fewer, larger
+ * sets keep latency down (docs), so: one partition per 80 000 events/s. */
+#define MOCK_EVENTS_PER_PARTITION 80000
+
+static int rate_partitions_for(const struct b_opts *o, double rate)
+{
+    if (o->rate_partitions > 0)
+        return o->rate_partitions;
+    return 1 + (int)((rate > 1 ? rate - 1 : 0) / MOCK_EVENTS_PER_PARTITION);
+}
+
 int main(int argc, char **argv)
 {
     struct b_opts o;
@@ -916,6 +930,8 @@ int main(int argc, char **argv)
     }
     recommended_redis_config(&o);
     machine(r, &o);
+    if (o.rate > 0)
+        o.rate_partitions = rate_partitions_for(&o, o.rate);
     /* 0: as many as a preload needs (at least B_PARTITIONS_DEFAULT) */
     parts = o.rate > 0 ? o.rate_partitions : o.partitions;
     if (!o.quiet && parts > 0 && o.instances > parts)
@@ -937,6 +953,7 @@ int main(int argc, char **argv)
         uint64_t n = (uint64_t)(rate * (o.half_seconds + o.warmup_seconds));
         if (o.events && n > o.events)
             n = o.events;
+        o.rate_partitions = rate_partitions_for(&o, rate);
         if (!o.quiet)
             fprintf(stderr, "clvd_bench: half-rate run, %.0f events/s for %.0f s\n", rate,
                     (double)n / rate);

@@ -243,8 +243,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* ---- setup ------------------------------------------------------------------------ */
 
 #define FETCH_MAX_BYTES (2 << 20)
-#define QUEUED_MIN_MESSAGES "5000"
-#define QUEUED_MAX_KBYTES "1024"
+#define QUEUED_MIN_MESSAGES "10000"
+#define QUEUED_MAX_KBYTES "2048"
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
 {
