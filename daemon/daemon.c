@@ -49,8 +49,8 @@ static void on_signal(int sig)
  * Measured (performance.md): 2000 -> 6000 took Redis from 5.8 to 4.7 us per
  * event; past 6000 it is memory that decides, once a job's large buffers
  * are released between batches (state.c): at 1 M customers 9000 peaked at
- * 58.8-58.9 MB RSS, 12000 at 61.3-65.4 MB (the target is 64), for about
- * 5 % more events/s. */
+ * 58.8-58.9 MB RSS (62.7 with the prefetch of consumer.c), 12000 at
+ * 61.3-65.4 MB (the target is 64), for about 5 % more events/s. */
 #define BATCH_MAX 9000
 #define SHUTDOWN_GRACE_MS 6000
 /* A failed batch is tried again this often (the store's backoff spaces the

@@ -45,7 +45,7 @@ void batch_free(struct clv_batch *b)
  * spends half its life being filled, when it needs none of them, and with
  * glibc's mmap threshold fixed (main.c) a large block freed goes back to the
  * kernel.  At 1 M customers, where most customers of a batch are written
- * and many have an output, that was 10 MB of peak RSS (performance.md).
+ * and many have an output, that was 16 MB of peak RSS (performance.md).
  * Small ones are kept, so that batches of a steady stream do not fault
  * their pages in again each time. */
 #define BATCH_KEEP_BYTES (256 << 10)
