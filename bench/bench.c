@@ -638,6 +638,9 @@ static void print_table(const struct b_opts *o, const struct results *r)
     fmt(a, sizeof(a), hm && m->script_calls, "%.2f", m->per_call);
     fmt(b, sizeof(b), hh && h->script_calls, "%.2f", h->per_call);
     row("  customer updates per apply.lua call", a, b, "");
+    fmt(a, sizeof(a), hm && m->script_calls, "%.2f", m->per_group);
+    fmt(b, sizeof(b), hh && h->script_calls, "%.2f", h->per_group);
+    row("    of one shard (a group of the call)", a, b, "");
     fmt(a, sizeof(a), hm, "%.1f", (double)m->clvd_hwm_kb / 1024);
     fmt(b, sizeof(b), hh, "%.1f", (double)h->clvd_hwm_kb / 1024);
     snprintf(t, sizeof(t), "<= 64 at 1M customers: %s%s",
@@ -722,10 +725,10 @@ static void print_table(const struct b_opts *o, const struct results *r)
         const struct b_ceiling *ce = &r->ce;
         printf(
             "\n  Redis ceiling for apply.lua (no clvd; %u customers, pipeline %d, %.2f customers "
-            "per call,\n  state %zu B, outbox entry on %.0f %% of updates, %zu B payload, "
-            "due-index entry moved on %.1f %%):\n",
-            ce->customers, ce->depth, ce->per_call, ce->blob_len, ce->outbox_share * 100,
-            ce->payload_len, ce->due_share * 100);
+            "per call\n  in groups of %d of one shard, state %zu B, outbox entry on %.0f %% of "
+            "updates, %zu B payload,\n  due-index entry moved on %.1f %%):\n",
+            ce->customers, ce->depth, ce->per_call, (int)(ce->per_group + 0.5), ce->blob_len,
+            ce->outbox_share * 100, ce->payload_len, ce->due_share * 100);
         for (int i = 0; i < ce->nruns; i++)
             printf("    %-6s %d thread(s)  %9.0f updates/s  %9.0f commands/s  redis cpu %.2f\n",
                    ce->runs[i].mode, ce->runs[i].threads, ce->runs[i].updates_per_s,
@@ -798,6 +801,7 @@ static void json_phase(FILE *f, const char *key, const struct b_phase *p)
             "\"commands_per_event\": %.4f, \"round_trips_per_event\": %.5f, "
             "\"server_commands\": %llu, \"server_commands_per_event\": %.4f, "
             "\"customer_updates\": %llu, \"apply_calls\": %llu, \"updates_per_call\": %.3f, "
+            "\"updates_per_group\": %.3f, "
             "\"events_per_update\": %.4f, \"commandstats\": {",
             (unsigned long long)p->clvd_commands, (unsigned long long)p->clvd_round_trips,
             p->produced ? (double)p->clvd_commands / (double)p->produced : 0,
@@ -805,7 +809,7 @@ static void json_phase(FILE *f, const char *key, const struct b_phase *p)
             (unsigned long long)p->server_commands,
             p->produced ? (double)p->server_commands / (double)p->produced : 0,
             (unsigned long long)p->apply_calls, (unsigned long long)p->script_calls, p->per_call,
-            p->events_per_update);
+            p->per_group, p->events_per_update);
     for (int i = 0; i < p->cmds.n; i++)
         fprintf(f, "%s\"%s\": {\"calls\": %llu, \"usec\": %.0f}", i ? ", " : "", p->cmds.c[i].name,
                 (unsigned long long)p->cmds.c[i].calls, p->cmds.c[i].usec);
@@ -881,10 +885,12 @@ static int write_json(const char *path, const struct b_opts *o, const struct res
         fprintf(f,
                 "  \"ceiling\": {\"customers\": %u, \"depth\": %d, \"blob_len\": %zu, "
                 "\"payload_len\": %zu, \"outbox_share\": %.3f, \"due_share\": %.4f, "
-                "\"script_calls_per_s\": %.0f, \"updates_per_s\": %.0f, \"events_per_s\": %.0f, "
+                "\"per_call\": %.3f, \"per_group\": %.3f, \"script_calls_per_s\": %.0f, "
+                "\"updates_per_s\": %.0f, \"events_per_s\": %.0f, "
                 "\"runs\": [",
                 ce->customers, ce->depth, ce->blob_len, ce->payload_len, ce->outbox_share,
-                ce->due_share, ce->script_calls_per_s, ce->updates_per_s, r->ceiling_events_per_s);
+                ce->due_share, ce->per_call, ce->per_group, ce->script_calls_per_s,
+                ce->updates_per_s, r->ceiling_events_per_s);
         for (int i = 0; i < ce->nruns; i++)
             fprintf(f,
                     "%s{\"mode\": \"%s\", \"threads\": %d, \"updates_per_s\": %.0f, "
@@ -979,7 +985,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "clvd_bench: Redis ceiling\n");
         if (b_run_ceiling(&o, have ? (size_t)(p->state_len_avg + 0.5) : 0,
                           have ? (size_t)(p->output_bytes_avg + 0.5) : 0, share, due_share,
-                          have ? p->per_call : 1.0, &r->ce, err, sizeof(err)) != 0) {
+                          have ? p->per_call : 1.0, have ? p->per_group : 1.0, &r->ce, err,
+                          sizeof(err)) != 0) {
             fprintf(stderr, "clvd_bench: %s\n", err);
             goto out;
         }

@@ -143,6 +143,7 @@ struct b_phase {
     uint64_t apply_calls;                     /* customer updates (apply.lua successes) */
     uint64_t script_calls;                    /* apply.lua calls (several updates each) */
     double per_call;                          /* updates per apply.lua call */
+    double per_group;                         /* updates per shard group of a call */
     double events_per_update;
     /* resources */
     int instances;                         /* clvd processes */
@@ -181,6 +182,7 @@ struct b_ceiling {
     double outbox_share; /* outbox entries per customer update */
     double due_share;    /* due-index moves per customer update */
     double per_call;     /* customer updates per apply.lua call (clvd's run) */
+    double per_group;    /* of those, per shard group (clvd's run) */
     int nruns;
     struct b_ceiling_run runs[4];
     double script_calls_per_s; /* best "script" run */
@@ -296,7 +298,7 @@ int b_run_phase(const struct b_opts *o, const char *name, double rate, uint64_t 
 /* Redis alone driving apply.lua with pipelines from 1 and 2 threads; blob,
  * payload sizes and the outbox share come from the clvd run when known. */
 int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
-                  double due_share, double per_call, struct b_ceiling *ce, char *err,
-                  size_t errlen);
+                  double due_share, double per_call, double per_group, struct b_ceiling *ce,
+                  char *err, size_t errlen);
 
 #endif

@@ -8,8 +8,11 @@
  *   clvd    what clvd sends per customer update: a pipeline of GETs, then
  *           one of EVALSHAs, then one of HDELs for the outbox entries
  *           (the trim after the delivery report): updates/s.
- * As in clvd, one call updates several customers of one shard: `per_call`
- * on average, the figure measured in clvd's run.  Every update succeeds
+ * As in clvd on a single Redis, one call updates several customers in
+ * groups, each the customers of one shard: `per_call` customers a call and
+ * `per_group` a group on average, the figures measured in clvd's run; the
+ * "clvd" workload reads states with MGETs of up to 128 keys, as clvd does
+ * (but every state: no cache, so the ceiling errs low, for clvd).  Every update succeeds
  * (the client tracks each customer's version), writes a state blob of the
  * size clvd's states had; every 1/due_share-th update moves the customer's
  * due-index entry (the others leave it, as clvd does when a deadline only
@@ -44,6 +47,7 @@ struct cthread {
     int outbox_every; /* 0: never */
     int due_every;    /* 0: never (but always while the customers are created) */
     double per_call;  /* customers per apply.lua call, >= 1 */
+    int per_group;    /* customers per shard group of a call, >= 1 */
     /* results */
     uint64_t updates, commands, errors, calls;
     double elapsed;
@@ -93,8 +97,8 @@ struct evalbuf {
     const char **argv;
     size_t *len;
     int n;
-    unsigned char *blobs; /* one per customer of the call: each its own version */
-    char nkeys[16];
+    unsigned char *blobs;           /* one per customer of the call: each its own version */
+    char nkeys[16], ngroup[64][16]; /* a group's size, for up to 64 groups a call */
 };
 
 static void arg(struct evalbuf *e, const void *p, size_t len)
@@ -103,96 +107,155 @@ static void arg(struct evalbuf *e, const void *p, size_t len)
     e->len[e->n++] = len;
 }
 
-/* One call of apply.lua for calls[0..m), all of one shard (see apply.lua). */
+/* Customers of calls[from .. n) in the same shard as the first, at most max. */
+static int same_shard(const struct call *calls, int from, int n, int max)
+{
+    int m = 1;
+
+    while (m < max && from + m < n && strcmp(calls[from + m].due_key, calls[from].due_key) == 0)
+        m++;
+    return m;
+}
+
+static void customer_args(struct cthread *t, struct evalbuf *e, struct call *c, uint32_t idx,
+                          unsigned char *blob, const char *payload)
+{
+    uint64_t version = t->versions[idx];
+
+    put_be64(c->old, version);
+    arg(e, c->old, version ? 8 : 0);
+    put_be64(blob, version + 1);
+    arg(e, blob, t->blob_len);
+    arg(e, c->id, c->idlen);
+    if (c->moves_due)
+        arg(e, c->due, strlen(c->due));
+    else
+        arg(e, "-", 1);
+    if (c->has_out) {
+        arg(e, "1", 1);
+        arg(e, c->field, c->fieldlen);
+        arg(e, payload, t->payload_len);
+        arg(e, "2", 1);
+        arg(e, "active", 6);
+        arg(e, "-1", 2);
+        arg(e, "loyal", 5);
+        arg(e, "1", 1);
+    } else {
+        arg(e, "0", 1);
+        arg(e, "0", 1);
+    }
+}
+
+/* One call of apply.lua for calls[0..m): a group for each run of one
+ * shard's customers, at most per_group each (see apply.lua). */
 static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e, struct call *calls,
                         int m, const uint32_t *idx, const char *payload)
 {
+    int size[64], ng = 0, nkeys = m;
+
+    for (int k = 0; k < m; k += size[ng++]) { /* m <= 64: at most 64 groups */
+        size[ng] = same_shard(calls, k, m, t->per_group);
+        nkeys += 3;
+    }
     e->n = 0;
     arg(e, "EVALSHA", 7);
     arg(e, t->sha, 40);
-    arg(e, e->nkeys, (size_t)snprintf(e->nkeys, sizeof(e->nkeys), "%d", 3 + m));
-    arg(e, calls[0].due_key, strlen(calls[0].due_key));
-    arg(e, calls[0].out_key, strlen(calls[0].out_key));
-    arg(e, calls[0].stats_key, strlen(calls[0].stats_key));
-    for (int k = 0; k < m; k++)
-        arg(e, calls[k].key, calls[k].keylen);
-    for (int k = 0; k < m; k++) {
-        struct call *c = &calls[k];
-        uint64_t version = t->versions[idx[k]];
-        unsigned char *blob = e->blobs + (size_t)k * t->blob_len;
-        put_be64(c->old, version);
-        arg(e, c->old, version ? 8 : 0);
-        put_be64(blob, version + 1);
-        arg(e, blob, t->blob_len);
-        arg(e, c->id, c->idlen);
-        if (c->moves_due)
-            arg(e, c->due, strlen(c->due));
-        else
-            arg(e, "-", 1);
-        if (c->has_out) {
-            arg(e, "1", 1);
-            arg(e, c->field, c->fieldlen);
-            arg(e, payload, t->payload_len);
-            arg(e, "2", 1);
-            arg(e, "active", 6);
-            arg(e, "-1", 2);
-            arg(e, "loyal", 5);
-            arg(e, "1", 1);
-        } else {
-            arg(e, "0", 1);
-            arg(e, "0", 1);
-        }
+    arg(e, e->nkeys, (size_t)snprintf(e->nkeys, sizeof(e->nkeys), "%d", nkeys));
+    for (int g = 0, k = 0; g < ng; k += size[g++]) {
+        arg(e, calls[k].due_key, strlen(calls[k].due_key));
+        arg(e, calls[k].out_key, strlen(calls[k].out_key));
+        arg(e, calls[k].stats_key, strlen(calls[k].stats_key));
+        for (int j = k; j < k + size[g]; j++)
+            arg(e, calls[j].key, calls[j].keylen);
+    }
+    for (int g = 0, k = 0; g < ng; k += size[g++]) {
+        arg(e, e->ngroup[g], (size_t)snprintf(e->ngroup[g], sizeof(e->ngroup[g]), "%d", size[g]));
+        for (int j = k; j < k + size[g]; j++)
+            customer_args(t, e, &calls[j], idx[j], e->blobs + (size_t)j * t->blob_len, payload);
     }
     redisAppendCommandArgv(ctx, e->n, e->argv, e->len);
 }
 
 /* Customers per call: per_call on average (calls of floor and ceiling
- * sizes), never across a shard boundary. */
-static int call_size(const struct cthread *t, const struct call *calls, int from, int n,
-                     uint64_t ncall)
+ * sizes), at most 64 (clvd's largest). */
+static int call_size(const struct cthread *t, int from, int n, uint64_t ncall)
 {
     int want = (int)((double)(ncall + 1) * t->per_call) - (int)((double)ncall * t->per_call);
-    int m = 1;
 
     if (want < 1)
         want = 1;
-    while (m < want && from + m < n && strcmp(calls[from + m].due_key, calls[from].due_key) == 0)
-        m++;
-    return m;
+    if (want > 64)
+        want = 64;
+    return from + want <= n ? want : n - from;
 }
 
-static int by_shard(const void *x, const void *y, void *arg)
+/* The key shard_order sorts by: the customer's round (its rank in its
+ * shard over per_group), then its shard, then the customer. */
+struct order_key {
+    uint32_t round, shard, i;
+};
+
+static int by_round(const void *x, const void *y)
 {
-    const uint32_t *shard = arg;
-    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    const struct order_key *a = x, *b = y;
 
-    if (shard[a] != shard[b])
-        return shard[a] < shard[b] ? -1 : 1;
-    return a < b ? -1 : a > b;
+    if (a->round != b->round)
+        return a->round < b->round ? -1 : 1;
+    if (a->shard != b->shard)
+        return a->shard < b->shard ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
 }
 
-/* The thread's customers in shard order, so that a pipeline's customers
- * fall into shards as clvd's batches do. */
+static int by_shard(const void *x, const void *y)
+{
+    const struct order_key *a = x, *b = y;
+
+    if (a->shard != b->shard)
+        return a->shard < b->shard ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* The thread's customers in runs of per_group of one shard, shard after
+ * shard, so that a call's groups fall into shards as clvd's do. */
 static uint32_t *shard_order(const struct cthread *t, uint32_t mine)
 {
     uint32_t *order = malloc(sizeof(*order) * mine);
-    uint32_t *shard = malloc(sizeof(*shard) * t->customers);
+    struct order_key *key = malloc(sizeof(*key) * mine);
     char id[32];
 
-    if (order == NULL || shard == NULL) {
+    if (order == NULL || key == NULL) {
         free(order);
-        free(shard);
+        free(key);
         return NULL;
     }
     for (uint32_t k = 0; k < mine; k++) {
         uint32_t i = k * (uint32_t)t->nthreads + (uint32_t)t->tid;
         size_t len = (size_t)snprintf(id, sizeof(id), "k%07u", i);
-        shard[i] = keys_shard_of(id, len, (uint32_t)t->shards);
-        order[k] = i;
+        key[k] = (struct order_key){0, keys_shard_of(id, len, (uint32_t)t->shards), i};
     }
-    qsort_r(order, mine, sizeof(*order), by_shard, shard);
-    free(shard);
+    qsort(key, mine, sizeof(*key), by_shard);
+    for (uint32_t k = 0, rank = 0; k < mine; k++) {
+        rank = k > 0 && key[k].shard == key[k - 1].shard ? rank + 1 : 0;
+        key[k].round = rank / (uint32_t)t->per_group;
+    }
+    qsort(key, mine, sizeof(*key), by_round);
+    for (uint32_t k = 0; k < mine; k++)
+        order[k] = key[k].i;
+    free(key);
     return order;
+}
+
+/* clvd's reads: MGETs of up to 128 keys. */
+static void append_reads(redisContext *ctx, struct evalbuf *e, const struct call *calls, int n,
+                         int *nreads)
+{
+    for (int k = 0; k < n; (*nreads)++) {
+        e->n = 0;
+        arg(e, "MGET", 4);
+        for (int end = k + 128 < n ? k + 128 : n; k < end; k++)
+            arg(e, calls[k].key, calls[k].keylen);
+        redisAppendCommandArgv(ctx, e->n, e->argv, e->len);
+    }
 }
 
 static int read_replies(redisContext *ctx, int n, int expect_one, uint64_t *errors)
@@ -215,9 +278,15 @@ static void *ceiling_main(void *arg)
     redisContext *ctx = redisConnectUnixWithTimeout(t->socket, tv);
     uint32_t mine =
         (t->customers - (uint32_t)t->tid + (uint32_t)t->nthreads - 1) / (uint32_t)t->nthreads;
-    size_t nargs = 6 + (size_t)t->depth * ARGS_PER_CUSTOMER;
-    struct evalbuf e = {malloc(sizeof(*e.argv) * nargs), malloc(sizeof(*e.len) * nargs), 0,
-                        malloc((size_t)t->depth * (t->blob_len > 8 ? t->blob_len : 8)), ""};
+    /* command, sha, numkeys; per customer a key, its arguments and at most
+     * one group's three keys and size */
+    size_t nargs = 3 + (size_t)t->depth * (ARGS_PER_CUSTOMER + 4);
+    struct evalbuf e = {malloc(sizeof(*e.argv) * nargs),
+                        malloc(sizeof(*e.len) * nargs),
+                        0,
+                        malloc((size_t)t->depth * (t->blob_len > 8 ? t->blob_len : 8)),
+                        "",
+                        {""}};
     char *payload = malloc(t->payload_len + 1);
     struct call *calls = calloc((size_t)t->depth, sizeof(*calls));
     uint32_t *idx = malloc(sizeof(*idx) * (size_t)t->depth);
@@ -250,14 +319,14 @@ static void *ceiling_main(void *arg)
             call_init(t, &calls[n], idx[n], total + (uint64_t)n);
         }
         if (t->clvd_mix) {
-            for (int k = 0; k < n; k++)
-                redisAppendCommand(ctx, "GET %b", calls[k].key, calls[k].keylen);
-            if (read_replies(ctx, n, 0, &t->errors) != 0)
+            int nreads = 0;
+            append_reads(ctx, &e, calls, n, &nreads);
+            if (read_replies(ctx, nreads, 0, &t->errors) != 0)
                 goto lost;
-            t->commands += (uint64_t)n;
+            t->commands += (uint64_t)nreads;
         }
         for (int k = 0; k < n; sent++) {
-            int m = call_size(t, calls, k, n, ncalls++);
+            int m = call_size(t, k, n, ncalls++);
             append_eval(ctx, t, &e, calls + k, m, idx + k, payload);
             k += m;
         }
@@ -361,7 +430,8 @@ static int run_threads(struct cthread *proto, int nthreads, double seconds, pid_
 }
 
 int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, double outbox_share,
-                  double due_share, double per_call, struct b_ceiling *ce, char *err, size_t errlen)
+                  double due_share, double per_call, double per_group, struct b_ceiling *ce,
+                  char *err, size_t errlen)
 {
     char dir[B_PATHLEN] = "", sha[41] = "";
     struct b_redis redis;
@@ -381,6 +451,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
     ce->payload_len = payload_len > 0 ? payload_len : 700;
     ce->outbox_share = outbox_share > 0 && outbox_share <= 1 ? outbox_share : 0.1;
     ce->per_call = per_call >= 1 ? per_call : 1;
+    ce->per_group = per_group >= 1 ? per_group : 1;
     ce->due_share = due_share > 0 && due_share <= 1 ? due_share : 1;
     proto.versions = calloc(ce->customers, sizeof(uint64_t));
     if (proto.versions == NULL) {
@@ -410,6 +481,7 @@ int b_run_ceiling(const struct b_opts *o, size_t blob_len, size_t payload_len, d
     proto.outbox_every = (int)(1.0 / ce->outbox_share + 0.5);
     proto.due_every = (int)(1.0 / ce->due_share + 0.5);
     proto.per_call = ce->per_call;
+    proto.per_group = (int)(ce->per_group + 0.5);
 
     /* every customer exists before anything is timed (as after clvd's run) */
     if (!o->quiet)

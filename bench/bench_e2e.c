@@ -52,6 +52,7 @@
 /* successful customer compare-and-sets, if clvd exports it (see the docs) */
 #define UPDATES_METRIC "clvd_customer_updates_total"
 #define CALLS_METRIC "clvd_apply_calls_total"
+#define GROUPS_METRIC "clvd_apply_groups_total"
 
 /* ---- producer thread ---------------------------------------------------------- */
 
@@ -1125,6 +1126,7 @@ struct scrape {
     int has_updates;             /* clvd exports its successful compare-and-sets */
     uint64_t updates;            /* clvd_customer_updates_total, when it does */
     uint64_t calls;              /* clvd_apply_calls_total: apply.lua calls (0 if not exported) */
+    uint64_t groups;             /* clvd_apply_groups_total: their shard groups (0 if not) */
     uint64_t assigned, redis_up; /* partitions assigned, instances connected to Redis */
 };
 
@@ -1176,6 +1178,7 @@ static int scrape(const struct clvds *cv, struct clv_sbuf *page, struct scrape *
     s->has_updates = b_metric_has(page->buf, UPDATES_METRIC);
     s->updates = (uint64_t)b_metric(page->buf, UPDATES_METRIC, NULL);
     s->calls = (uint64_t)b_metric(page->buf, CALLS_METRIC, NULL);
+    s->groups = (uint64_t)b_metric(page->buf, GROUPS_METRIC, NULL);
     s->assigned = (uint64_t)b_metric(page->buf, "clvd_kafka_assigned_partitions", NULL);
     s->redis_up = (uint64_t)b_metric(page->buf, "clvd_redis_up", NULL);
     return 0;
@@ -1513,6 +1516,9 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
                       : b_cmdstats_calls(&ph->cmds, "zadd") + b_cmdstats_calls(&ph->cmds, "zrem");
     ph->script_calls = s.calls - s0.calls;
     ph->per_call = ph->script_calls ? (double)ph->apply_calls / (double)ph->script_calls : 1.0;
+    /* before calls spanned shards, a call was one group */
+    ph->per_group = s.groups > s0.groups ? (double)ph->apply_calls / (double)(s.groups - s0.groups)
+                                         : ph->per_call;
     ph->events_per_update = ph->apply_calls ? (double)ph->applied / (double)ph->apply_calls : 0;
 
     /* memory */

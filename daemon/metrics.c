@@ -154,6 +154,7 @@ void metrics_add_batch(struct clv_metrics *m, const struct clv_batch_stats *s)
     m->conflicts += s->conflicts;
     m->customer_updates += s->updates;
     m->apply_calls += s->calls;
+    m->apply_groups += s->groups;
     m->cache_hits += s->cache_hits;
     m->state_reads += s->state_reads;
     m->tier_changes += s->tier_changes;
@@ -440,12 +441,14 @@ static void render_input(const struct clv_metrics *m, struct clv_sbuf *b)
                "Customer states written to Redis (compare-and-set writes that went through).",
                m->customer_updates);
     simple_u64(b, "clvd_apply_calls_total", "counter",
-               "apply.lua calls (each writes the batch's customers of one shard).", m->apply_calls);
+               "apply.lua calls (each writes up to 64 of a batch's customers).", m->apply_calls);
+    simple_u64(b, "clvd_apply_groups_total", "counter",
+               "Shard groups in apply.lua calls (one per shard a call writes).", m->apply_groups);
     simple_u64(b, "clvd_state_cache_hits_total", "counter",
-               "Customer states taken from the workers' state caches instead of a GET.",
+               "Customer states taken from the workers' state caches instead of Redis.",
                m->cache_hits);
     simple_u64(b, "clvd_state_reads_total", "counter",
-               "Customer states read from Redis with GET (cache misses and new customers).",
+               "Customer states read from Redis with MGET (cache misses and new customers).",
                m->state_reads);
 }
 

@@ -240,6 +240,71 @@ size_t state_outbox_field(char *buf, size_t buflen, enum clv_out_topic topic, ui
     return (size_t)n + idlen;
 }
 
+/* ---- building commands ------------------------------------------------------------ */
+
+/* One EVALSHA of apply.lua carries up to CAS_MAX_PER_CALL customers
+ * (bounded so that the script's argument lists stay small): of one shard on
+ * a Redis Cluster, of as many shards as fill it on a single Redis. */
+#define CAS_MAX_PER_CALL 64
+/* One MGET carries up to READ_MAX_PER_CALL states: of one shard on a Redis
+ * Cluster (a command stays in one hash slot), of any on a single Redis. */
+#define READ_MAX_PER_CALL 128
+
+/* Arguments are collected as (pointer, length), or as an offset into
+ * a->text for those formatted here, and resolved once the call is complete
+ * (a->text may move while it grows). */
+static void arg(struct clv_cas_args *a, const char *p, size_t len)
+{
+    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
+    a->args[a->argc++] = (struct clv_cas_arg){p, 0, len};
+}
+
+static void arg_str(struct clv_cas_args *a, const char *p)
+{
+    arg(a, p, strlen(p));
+}
+
+static void arg_text(struct clv_cas_args *a, const char *p, size_t len)
+{
+    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
+    a->args[a->argc++] = (struct clv_cas_arg){NULL, a->text.len, len};
+    sbuf_append(&a->text, p, len);
+}
+
+static void arg_int(struct clv_cas_args *a, long long v)
+{
+    size_t off = a->text.len;
+
+    sbuf_int(&a->text, v);
+    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
+    a->args[a->argc++] = (struct clv_cas_arg){NULL, off, a->text.len - off};
+}
+
+static void resolve_args(struct clv_cas_args *a)
+{
+    int cap = a->vcap;
+
+    a->argv = grow(a->argv, &cap, a->argc, sizeof(*a->argv));
+    cap = a->vcap;
+    a->argvlen = grow(a->argvlen, &cap, a->argc, sizeof(*a->argvlen));
+    a->vcap = cap;
+    for (int i = 0; i < a->argc; i++) {
+        const struct clv_cas_arg *g = &a->args[i];
+        a->argv[i] = g->p ? g->p : a->text.buf + g->off;
+        a->argvlen[i] = g->len;
+    }
+}
+
+static int by_shard(const void *x, const void *y, void *items)
+{
+    const struct clv_item *it = items;
+    uint32_t a = it[*(const int *)x].shard, b = it[*(const int *)y].shard;
+
+    if (a != b)
+        return a < b ? -1 : 1;
+    return *(const int *)x - *(const int *)y;
+}
+
 /* ---- phase 1: read every state ------------------------------------------------ */
 
 /* Keep the state as read (decoded later, by compute_item). */
@@ -281,15 +346,61 @@ static int from_cache(struct clv_batch *b, struct clv_item *it)
     return 1;
 }
 
-/* Every state not in the cache, in one pipeline; `miss` is scratch. */
-static int read_states(struct clv_store *st, struct clv_batch *b, int *miss, char *err,
+/* One MGET's states: every customer's loaded, or -1. */
+static int read_reply(struct clv_batch *b, const int *items, int n, const redisReply *r, char *err,
+                      size_t errlen)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+        clv_seterr(err, errlen, "redis MGET: %s",
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (load_state(b, &b->items[items[i]], r->element[i], err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+/* Sends MGETs for miss[0 .. nmiss), each up to READ_MAX_PER_CALL keys (of
+ * one shard on a Redis Cluster), and puts the length of each in calls[].
+ * Returns the number of calls. */
+static int send_reads(struct clv_store *st, struct clv_batch *b, int *miss, int nmiss, int *calls)
+{
+    struct clv_cas_args *a = &b->cas;
+    char key[CLV_KEY_MAX];
+    int ncalls = 0;
+
+    if (st->cfg->cluster)
+        qsort_r(miss, (size_t)nmiss, sizeof(*miss), by_shard, b->items);
+    for (int first = 0; first < nmiss; first += calls[ncalls++]) {
+        uint32_t shard = b->items[miss[first]].shard;
+        int n = 0;
+        a->argc = 0;
+        sbuf_reset(&a->text);
+        arg_str(a, "MGET");
+        while (first + n < nmiss && n < READ_MAX_PER_CALL) {
+            const struct clv_item *it = &b->items[miss[first + n]];
+            if (st->cfg->cluster && it->shard != shard)
+                break;
+            arg_text(a, key,
+                     keys_customer(key, st->cfg->key_prefix, it->shard, batch_item_id(b, it),
+                                   it->idlen));
+            n++;
+        }
+        resolve_args(a);
+        store_append_argv(st, a->argc, a->argv, a->argvlen);
+        calls[ncalls] = n;
+    }
+    return ncalls;
+}
+
+/* Every state not in the cache, in one pipeline; `miss` and `calls` are
+ * scratch. */
+static int read_states(struct clv_store *st, struct clv_batch *b, int *miss, int *calls, char *err,
                        size_t errlen)
 {
-    char key[CLV_KEY_MAX];
-    const char *argv[2] = {"GET", key};
-    size_t argvlen[2] = {3, 0};
     double t0;
-    int rc = 0, nmiss = 0;
+    int rc = 0, nmiss = 0, ncalls;
 
     if (b->cache)
         cache_validate(b->cache, st->generation);
@@ -301,24 +412,15 @@ static int read_states(struct clv_store *st, struct clv_batch *b, int *miss, cha
     if (nmiss == 0)
         return 0;
     t0 = store_pipeline_begin();
-    for (int k = 0; k < nmiss; k++) {
-        struct clv_item *it = &b->items[miss[k]];
-        argvlen[1] =
-            keys_customer(key, st->cfg->key_prefix, it->shard, batch_item_id(b, it), it->idlen);
-        store_append_argv(st, 2, argv, argvlen);
-    }
-    for (int k = 0; k < nmiss; k++) {
+    ncalls = send_reads(st, b, miss, nmiss, calls);
+    for (int c = 0, i = 0; c < ncalls; i += calls[c++]) {
         redisReply *r = store_read_reply(st);
         if (r == NULL) {
-            clv_seterr(err, errlen, "redis GET: connection lost");
+            clv_seterr(err, errlen, "redis MGET: connection lost");
             return -1;
         }
-        if (rc == 0 && store_reply_error(r, "redis GET", err, errlen) != 0) {
-            rc = -1;
-            continue;
-        }
-        if (rc == 0 && load_state(b, &b->items[miss[k]], r, err, errlen) != 0)
-            rc = -1;
+        if (rc == 0)
+            rc = read_reply(b, miss + i, calls[c], r, err, errlen);
         freeReplyObject(r);
     }
     store_pipeline_end(st, t0);
@@ -429,55 +531,6 @@ static int prepare_item(struct clv_batch *b, int item, const struct clv_rules *r
 
 /* ---- phase 3: compare-and-set ----------------------------------------------------- */
 
-/* One EVALSHA of apply.lua carries up to CAS_MAX_PER_CALL customers of one
- * shard (bounded so that the script's argument lists stay small). */
-#define CAS_MAX_PER_CALL 64
-
-/* Arguments are collected as (pointer, length), or as an offset into
- * a->text for those formatted here, and resolved once the call is complete
- * (a->text may move while it grows). */
-static void arg(struct clv_cas_args *a, const char *p, size_t len)
-{
-    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
-    a->args[a->argc++] = (struct clv_cas_arg){p, 0, len};
-}
-
-static void arg_str(struct clv_cas_args *a, const char *p)
-{
-    arg(a, p, strlen(p));
-}
-
-static void arg_text(struct clv_cas_args *a, const char *p, size_t len)
-{
-    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
-    a->args[a->argc++] = (struct clv_cas_arg){NULL, a->text.len, len};
-    sbuf_append(&a->text, p, len);
-}
-
-static void arg_int(struct clv_cas_args *a, long long v)
-{
-    size_t off = a->text.len;
-
-    sbuf_int(&a->text, v);
-    a->args = grow(a->args, &a->cap, a->argc + 1, sizeof(*a->args));
-    a->args[a->argc++] = (struct clv_cas_arg){NULL, off, a->text.len - off};
-}
-
-static void resolve_args(struct clv_cas_args *a)
-{
-    int cap = a->vcap;
-
-    a->argv = grow(a->argv, &cap, a->argc, sizeof(*a->argv));
-    cap = a->vcap;
-    a->argvlen = grow(a->argvlen, &cap, a->argc, sizeof(*a->argvlen));
-    a->vcap = cap;
-    for (int i = 0; i < a->argc; i++) {
-        const struct clv_cas_arg *g = &a->args[i];
-        a->argv[i] = g->p ? g->p : a->text.buf + g->off;
-        a->argvlen[i] = g->len;
-    }
-}
-
 static int is_churned_buyer(int stage, int buyer)
 {
     return stage == CLV_STAGE_CHURNED && buyer;
@@ -569,28 +622,51 @@ static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const s
     stats_args(a, b, it);
 }
 
-/* The call for items[first .. first + n) of `sent`, all of one shard. */
+/* Length of the run of items of one shard at the start of sent[0 .. n). */
+static int shard_run(const struct clv_batch *b, const int *sent, int n)
+{
+    int m = 1;
+
+    while (m < n && b->items[sent[m]].shard == b->items[sent[0]].shard)
+        m++;
+    return m;
+}
+
+/* The call for sent[0 .. n), sorted by shard: a group of keys and of
+ * arguments for each shard's run (see apply.lua). */
 static void build_call(struct clv_store *st, struct clv_batch *b, const int *sent, int n)
 {
     struct clv_cas_args *a = &b->cas;
     const char *prefix = st->cfg->key_prefix;
-    uint32_t shard = b->items[sent[0]].shard;
     char key[CLV_KEY_MAX];
+    int nkeys = n;
 
+    for (int i = 0; i < n; i += shard_run(b, sent + i, n - i)) {
+        nkeys += 3;
+        b->stats.groups++;
+    }
     a->argc = 0;
     sbuf_reset(&a->text);
     arg_str(a, "EVALSHA");
     arg(a, store_script_sha(st, CLV_SCRIPT_APPLY), 40);
-    arg_int(a, 3 + n);
-    arg_text(a, key, keys_due(key, prefix, shard));
-    arg_text(a, key, keys_outbox(key, prefix, shard));
-    arg_text(a, key, keys_stats(key, prefix, shard));
-    for (int i = 0; i < n; i++) {
-        const struct clv_item *it = &b->items[sent[i]];
-        arg_text(a, key, keys_customer(key, prefix, shard, batch_item_id(b, it), it->idlen));
+    arg_int(a, nkeys);
+    for (int i = 0, m; i < n; i += m) {
+        uint32_t shard = b->items[sent[i]].shard;
+        m = shard_run(b, sent + i, n - i);
+        arg_text(a, key, keys_due(key, prefix, shard));
+        arg_text(a, key, keys_outbox(key, prefix, shard));
+        arg_text(a, key, keys_stats(key, prefix, shard));
+        for (int j = i; j < i + m; j++) {
+            const struct clv_item *it = &b->items[sent[j]];
+            arg_text(a, key, keys_customer(key, prefix, shard, batch_item_id(b, it), it->idlen));
+        }
     }
-    for (int i = 0; i < n; i++)
-        item_args(a, b, &b->items[sent[i]]);
+    for (int i = 0, m; i < n; i += m) {
+        m = shard_run(b, sent + i, n - i);
+        arg_int(a, m);
+        for (int j = i; j < i + m; j++)
+            item_args(a, b, &b->items[sent[j]]);
+    }
     resolve_args(a);
 }
 
@@ -657,16 +733,6 @@ static int call_result(struct clv_batch *b, const int *sent, int n, const redisR
     return 0;
 }
 
-static int by_shard(const void *x, const void *y, void *items)
-{
-    const struct clv_item *it = items;
-    uint32_t a = it[*(const int *)x].shard, b = it[*(const int *)y].shard;
-
-    if (a != b)
-        return a < b ? -1 : 1;
-    return *(const int *)x - *(const int *)y;
-}
-
 static void finish_unchanged(struct clv_batch *b, int item)
 {
     b->items[item].done = 1;
@@ -690,11 +756,12 @@ static int ready_item(struct clv_batch *b, int item, const struct clv_rules *rul
 }
 
 /* Computes and sends list[] (sorted here by shard) one call at a time --
- * each call carries up to CAS_MAX_PER_CALL customers of one shard -- so
- * that Redis works on the first calls while the worker computes the rest
- * (the store writes the pipeline out as it grows).  list[] keeps the items
- * sent, in order; the length of each call goes to calls[].  Returns the
- * number of calls; stops early, setting *failed, on a corrupt state. */
+ * each call carries up to CAS_MAX_PER_CALL customers, of one shard on a
+ * Redis Cluster -- so that Redis works on the first calls while the worker
+ * computes the rest (the store writes the pipeline out as it grows).
+ * list[] keeps the items sent, in order; the length of each call goes to
+ * calls[].  Returns the number of calls; stops early, setting *failed, on a
+ * corrupt state. */
 static int send_calls(struct clv_store *st, struct clv_batch *b, int *list, int n, int *calls,
                       const struct clv_rules *rules, const struct clv_config *cfg, clv_ms now,
                       int *failed, char *err, size_t errlen)
@@ -704,14 +771,15 @@ static int send_calls(struct clv_store *st, struct clv_batch *b, int *list, int 
     qsort_r(list, (size_t)n, sizeof(*list), by_shard, b->items);
     for (int i = 0; i < n; i++) {
         int item = list[i], rc = ready_item(b, item, rules, cfg, now, err, errlen);
-        int shard_ends = i + 1 == n || b->items[list[i + 1]].shard != b->items[item].shard;
+        int ends =
+            i + 1 == n || (st->cfg->cluster && b->items[list[i + 1]].shard != b->items[item].shard);
         if (rc < 0) {
             *failed = 1;
-            shard_ends = 1;
+            ends = 1;
         } else if (rc > 0) {
             list[nsent++] = item;
         }
-        if (nsent > first && (shard_ends || nsent - first == CAS_MAX_PER_CALL)) {
+        if (nsent > first && (ends || nsent - first == CAS_MAX_PER_CALL)) {
             build_call(st, b, list + first, nsent - first);
             store_append_argv(st, b->cas.argc, b->cas.argv, b->cas.argvlen);
             calls[ncalls++] = nsent - first;
@@ -787,7 +855,7 @@ int state_apply_batch(struct clv_store *st, struct clv_batch *b, const struct cl
     todo = b->work;
     redo = todo + b->nitems;
     resend = redo + b->nitems;
-    if (read_states(st, b, todo, err, errlen) != 0)
+    if (read_states(st, b, todo, todo + 3 * b->nitems, err, errlen) != 0)
         return -1;
     for (int i = 0; i < b->nitems; i++)
         redo[nredo++] = i;

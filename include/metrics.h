@@ -98,7 +98,8 @@ struct clv_metrics {
     uint64_t duplicates;                 /* events dropped as already applied */
     uint64_t conflicts;                  /* compare-and-set retries */
     uint64_t customer_updates;           /* compare-and-set writes that went through */
-    uint64_t apply_calls;                /* apply.lua calls (one shard each) */
+    uint64_t apply_calls;                /* apply.lua calls */
+    uint64_t apply_groups;               /* their shard groups */
     uint64_t cache_hits, state_reads;    /* states from the workers' caches, by GET */
     struct clv_metrics_reason rejected[CLV_METRICS_MAX_REASONS];
     int nrejected;

@@ -57,8 +57,9 @@ struct clv_batch_msg {
 struct clv_batch_stats {
     uint64_t applied, duplicates, conflicts;
     uint64_t updates;                 /* customers written (compare-and-set applied) */
-    uint64_t calls;                   /* apply.lua calls (each: the customers of one shard) */
-    uint64_t cache_hits, state_reads; /* states taken from the cache, read with GET */
+    uint64_t calls;                   /* apply.lua calls */
+    uint64_t groups;                  /* their groups: one per shard a call writes */
+    uint64_t cache_hits, state_reads; /* states taken from the cache, read with MGET */
     uint64_t transitions[CLV_STAGE_COUNT + 1][CLV_STAGE_COUNT]; /* [from+1][to] */
     uint64_t tier_changes;
 };

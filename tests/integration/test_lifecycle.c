@@ -24,10 +24,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 
 #include "harness.h"
 #include "keys.h"
 #include "lifecycle_support.h"
+#include "promtext.h"
 
 /* ---- fixture --------------------------------------------------------------- */
 
@@ -700,6 +702,206 @@ static void test_corrupt_state(void **state)
     f->passed = 1;
 }
 
+/* ---- a state changed behind clvd's back --------------------------------------------- */
+
+/* carol's stored state version (the first 8 bytes, little-endian), or -1
+ * when she has none yet. */
+static int64_t stored_version(struct lc_fixture *f, const char *key, redisReply **state)
+{
+    redisReply *r = h_redis_key_command(&f->redis, "GET %s", key);
+    int64_t v = -1;
+
+    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
+        fail_msg("GET %s: %s", key, r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+    if (r->type == REDIS_REPLY_STRING && r->len >= 8) {
+        v = 0;
+        for (int i = 7; i >= 0; i--)
+            v = (v << 8) | (unsigned char)r->str[i];
+    }
+    if (state != NULL && v >= 0)
+        *state = r;
+    else
+        freeReplyObject(r);
+    return v;
+}
+
+static int64_t wait_version(struct lc_fixture *f, const char *key, int64_t want, int timeout_ms)
+{
+    int64_t v = -1;
+
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        v = stored_version(f, key, NULL);
+        if (want < 0 ? v >= 0 : v == want)
+            break;
+        h_sleep_ms(50);
+    }
+    return v;
+}
+
+/* clvd keeps the states it wrote (cache.h) and apply.lua compares versions:
+ * when another writer changed carol's state since, her next event meets a
+ * conflict, which must leave the stored state as the other writer left it
+ * and be recomputed from that state -- one write on top of it, not on top
+ * of clvd's stale copy. */
+static void test_conflict_recomputed(void **state)
+{
+    struct lc_fixture *f = *state;
+    const char *carol = "carol";
+    char listen[64], key[CLV_KEY_MAX], err[H_ERRLEN], perr[24 * 1024];
+    const char *settings[] = {"processing.workers", "1", "metrics.listen", listen, NULL};
+    struct lc_expectations x = {0};
+    struct h_records rs = {0};
+    struct prom_page page;
+    redisReply *was = NULL, *r;
+    unsigned char blob[4096];
+    int64_t v0, bumped, v;
+    double conflicts = 0;
+    int port = prom_free_port();
+
+    if (lc_fresh_world(f, 1, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    snprintf(listen, sizeof(listen), "\"127.0.0.1:%d\"", port);
+    keys_customer(key, "clv:", keys_shard_of(carol, strlen(carol), 16), carol, strlen(carol));
+    send_event(f, &(struct ev){H_T_VISITS, 0, carol, carol, "2025-03-01T10:00:00Z", 0, NULL});
+    lc_expect_stage(&x, carol, 1, NULL, "prospect", "first_seen", 1740823200000, 0, 0);
+    lc_start_clvd(f, "conflict", settings);
+
+    v0 = wait_version(f, key, -1, 30000);
+    if (v0 < 0)
+        fail_msg("%s: carol's first event was not applied within 30 s", f->clvd.log);
+    /* another writer: the same state, 1000 versions on */
+    stored_version(f, key, &was);
+    if (was->len > sizeof(blob))
+        fail_msg("carol's state is %zu bytes", was->len);
+    memcpy(blob, was->str, was->len);
+    bumped = v0 + 1000;
+    for (int i = 0; i < 8; i++)
+        blob[i] = (unsigned char)((uint64_t)bumped >> (8 * i));
+    r = h_redis_key_command(&f->redis, "SET %s %b", key, blob, was->len);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    freeReplyObject(was);
+
+    send_event(f, &(struct ev){H_T_VISITS, 0, carol, carol, "2025-03-01T10:05:00Z", 0, NULL});
+    v = wait_version(f, key, bumped + 1, 30000);
+    assert_int_equal(v, bumped + 1);
+    h_sleep_ms(500); /* nothing more to write for her */
+    assert_int_equal(stored_version(f, key, NULL), bumped + 1);
+
+    /* the page is rendered once a second */
+    for (int waited = 0; conflicts < 1 && waited < 5000; waited += 200) {
+        h_sleep_ms(200);
+        if (prom_scrape(port, &page, NULL, perr, sizeof(perr)) != 0)
+            fail_msg("metrics: %s", perr);
+        prom_get(&page, "clvd_cas_conflicts_total", "", &conflicts);
+        prom_page_free(&page);
+    }
+    if (conflicts < 1)
+        fail_msg("no compare-and-set conflict counted: the cached state was not used");
+    /* one conflict, resolved at once: a write that was not put back makes
+     * the next attempt conflict with clvd's own first attempt, and so on */
+    assert_int_equal((int)conflicts, 1);
+    assert_int_equal(h_file_count(f->clvd.log, "not applied"), 0);
+
+    lc_collect_and_stop(f, lc_expected_count(&x, NULL), &rs);
+    lc_check_outputs(&x, &rs, NULL, NULL);
+    h_records_free(&rs);
+    f->passed = 1;
+}
+
+/* apply.lua itself, on one shard's keys (so that it runs on a cluster too),
+ * in two groups: a customer whose state vanished since it was read (a
+ * conflict with no state) is left without one and writes nothing else,
+ * while the others of the call are applied; then a stale version leaves the
+ * state as it was and returns it. */
+extern const char clv_lua_apply[];
+
+static redisReply *key_get(struct lc_fixture *f, const char *cmd, const char *key, const char *arg)
+{
+    redisReply *r = arg ? h_redis_key_command(&f->redis, "%s %s %s", cmd, key, arg)
+                        : h_redis_key_command(&f->redis, "%s %s", cmd, key);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s %s: %s", cmd, key, r ? r->str : "no reply");
+    return r;
+}
+
+static void assert_string_reply(struct lc_fixture *f, const char *cmd, const char *key,
+                                const char *arg, const char *want)
+{
+    redisReply *r = key_get(f, cmd, key, arg);
+
+    if (want == NULL) {
+        if (r->type != REDIS_REPLY_NIL)
+            fail_msg("%s %s %s: expected nothing, got %s", cmd, key, arg ? arg : "",
+                     r->type == REDIS_REPLY_STRING ? r->str : "a non-string");
+    } else if (r->type != REDIS_REPLY_STRING || strcmp(r->str, want) != 0) {
+        fail_msg("%s %s %s: expected %s", cmd, key, arg ? arg : "", want);
+    }
+    freeReplyObject(r);
+}
+
+static void test_apply_script(void **state)
+{
+    struct lc_fixture *f = *state;
+    const uint32_t shard = 5;
+    char due[CLV_KEY_MAX], out[CLV_KEY_MAX], stats[CLV_KEY_MAX], ann[CLV_KEY_MAX],
+        dave[CLV_KEY_MAX], eve[CLV_KEY_MAX], err[H_ERRLEN];
+    redisReply *r;
+
+    if (lc_fresh_world(f, 1, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    keys_due(due, "clv:", shard);
+    keys_outbox(out, "clv:", shard);
+    keys_stats(stats, "clv:", shard);
+    keys_customer(ann, "clv:", shard, "ann", 3);
+    keys_customer(dave, "clv:", shard, "dave", 4);
+    keys_customer(eve, "clv:", shard, "eve", 3);
+
+    /* group 1: ann (new) and dave (read with version DAVE0001, gone
+     * since); group 2: eve (new, no deadline, nothing else) */
+    r = h_redis_key_command(&f->redis,
+                            "EVAL %s 9 %s %s %s %s %s %s %s %s %s "
+                            "2 %s ANN-0001-state ann 1000 1 f1 m1 1 prospect 1 "
+                            "DAVE0001 DAVE0002-state dave 2000 1 f2 m2 1 prospect 1 "
+                            "1 %s EVE-0001-state eve %s 0 0",
+                            clv_lua_apply, due, out, stats, ann, dave, due, out, stats, eve, "", "",
+                            "");
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_ARRAY)
+        fail_msg("apply.lua: %s", r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+    assert_int_equal(r->elements, 3);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL);
+    assert_int_equal(r->element[2]->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    assert_string_reply(f, "GET", ann, NULL, "ANN-0001-state");
+    assert_string_reply(f, "GET", dave, NULL, NULL);
+    assert_string_reply(f, "GET", eve, NULL, "EVE-0001-state");
+    assert_string_reply(f, "ZSCORE", due, "ann", "1000");
+    assert_string_reply(f, "ZSCORE", due, "dave", NULL);
+    assert_string_reply(f, "HGET", out, "f1", "m1");
+    assert_string_reply(f, "HGET", out, "f2", NULL);
+    assert_string_reply(f, "HGET", stats, "prospect", "1");
+
+    /* a stale version: ann's state stays, and comes back */
+    r = h_redis_key_command(&f->redis,
+                            "EVAL %s 4 %s %s %s %s 1 ANN-0000 ANN-0009-state ann 9000 1 f9 m9 1 "
+                            "prospect 1",
+                            clv_lua_apply, due, out, stats, ann);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->element[0]->str, "ANN-0001-state");
+    freeReplyObject(r);
+    assert_string_reply(f, "GET", ann, NULL, "ANN-0001-state");
+    assert_string_reply(f, "ZSCORE", due, "ann", "1000");
+    assert_string_reply(f, "HGET", out, "f9", NULL);
+    assert_string_reply(f, "HGET", stats, "prospect", "1");
+    f->passed = 1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +909,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_letters, lc_setup, lc_teardown),
         cmocka_unit_test_setup_teardown(test_determinism, lc_setup, lc_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_state, lc_setup, lc_teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_recomputed, lc_setup, lc_teardown),
+        cmocka_unit_test_setup_teardown(test_apply_script, lc_setup, lc_teardown),
     };
     const char *filter = getenv("CLVD_IT_FILTER");
     int skip = h_redis_cluster_skip(h_redis_cluster_env());
