@@ -64,7 +64,7 @@ void b_opts_default(struct b_opts *o)
     o->out_partitions = 1;
     o->rate_partitions = 0; /* by the rate: rate_partitions_for() */
     o->brokers = 1;
-    o->warmup_seconds = 2;
+    o->warmup_seconds = 5;
     o->shards = 1024;
     o->linger_ms = 5;
     o->compression = "none";
@@ -108,7 +108,7 @@ static void usage(FILE *f)
            "                         the mock's fetch path)\n"
            "  --out-partitions N     partitions per output topic, 1..4 (default 1)\n"
            "  --brokers N            brokers of the mock cluster (default 1)\n"
-           "  --warmup-seconds S     latency leaves out inputs of the first S seconds (default 2)\n"
+           "  --warmup-seconds S     latency leaves out inputs of the first S seconds (default 5)\n"
            "  --shards N             redis.shards (default 1024)\n"
            "  --history              event times from the generator (a year before now) and\n"
            "                         clock.mode event, instead of live times and the wall clock\n"

@@ -51,6 +51,13 @@ static void partition_reset(struct clv_partition *pt, uint32_t gen, clv_ms now_m
     pt->start_offset = -1;
 }
 
+/* The ring's capacity is a power of two: an index wraps with a mask, not a
+ * division (consumer_done looks up every message). */
+static struct clv_offq_entry *offq_at(const struct clv_partition *pt, size_t i)
+{
+    return &pt->q[(pt->qhead + i) & (pt->qcap - 1)];
+}
+
 static void offq_push(struct clv_partition *pt, int64_t offset)
 {
     if (pt->qlen == pt->qcap) {
@@ -59,28 +66,40 @@ static void offq_push(struct clv_partition *pt, int64_t offset)
         if (nq == NULL)
             abort();
         for (size_t i = 0; i < pt->qlen; i++)
-            nq[i] = pt->q[(pt->qhead + i) % pt->qcap];
+            nq[i] = *offq_at(pt, i);
         free(pt->q);
         pt->q = nq;
         pt->qcap = ncap;
         pt->qhead = 0;
     }
-    pt->q[(pt->qhead + pt->qlen++) % pt->qcap] = (struct clv_offq_entry){offset, 0};
+    *offq_at(pt, pt->qlen++) = (struct clv_offq_entry){offset, 0};
 }
 
+/* Offsets in flight are nearly consecutive, so the entry is almost always
+ * where its distance from the head says; otherwise (gaps: compaction,
+ * transaction markers) a binary search. */
 static struct clv_offq_entry *offq_find(struct clv_partition *pt, int64_t offset)
 {
     size_t lo = 0, hi = pt->qlen;
+    int64_t first;
 
+    if (pt->qlen == 0)
+        return NULL;
+    first = offq_at(pt, 0)->offset;
+    if (offset >= first && (uint64_t)(offset - first) < pt->qlen) {
+        struct clv_offq_entry *e = offq_at(pt, (size_t)(offset - first));
+        if (e->offset == offset)
+            return e;
+    }
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (pt->q[(pt->qhead + mid) % pt->qcap].offset < offset)
+        if (offq_at(pt, mid)->offset < offset)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo < pt->qlen && pt->q[(pt->qhead + lo) % pt->qcap].offset == offset)
-        return &pt->q[(pt->qhead + lo) % pt->qcap];
+    if (lo < pt->qlen && offq_at(pt, lo)->offset == offset)
+        return offq_at(pt, lo);
     return NULL;
 }
 
@@ -92,7 +111,7 @@ static int64_t offq_advance(struct clv_partition *pt)
 
     while (pt->qlen > 0 && pt->q[pt->qhead].done) {
         frontier = pt->q[pt->qhead].offset + 1;
-        pt->qhead = (pt->qhead + 1) % pt->qcap;
+        pt->qhead = (pt->qhead + 1) & (pt->qcap - 1);
         pt->qlen--;
     }
     return frontier;
