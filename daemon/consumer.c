@@ -40,7 +40,7 @@ static struct clv_partition *partition(struct clv_consumer *c, int topic, int32_
 static void partition_reset(struct clv_partition *pt, uint32_t gen, clv_ms now_mono)
 {
     pt->gen = gen;
-    pt->qhead = pt->qlen = 0;
+    offq_clear(&pt->inflight);
     pt->stored = -1;
     pt->max_ts = 0;
     pt->last_msg_mono = 0;
@@ -49,72 +49,6 @@ static void partition_reset(struct clv_partition *pt, uint32_t gen, clv_ms now_m
     pt->high_watermark = -1;
     pt->last_offset = -1;
     pt->start_offset = -1;
-}
-
-/* The ring's capacity is a power of two: an index wraps with a mask, not a
- * division (consumer_done looks up every message). */
-static struct clv_offq_entry *offq_at(const struct clv_partition *pt, size_t i)
-{
-    return &pt->q[(pt->qhead + i) & (pt->qcap - 1)];
-}
-
-static void offq_push(struct clv_partition *pt, int64_t offset)
-{
-    if (pt->qlen == pt->qcap) {
-        size_t ncap = pt->qcap ? pt->qcap * 2 : 1024;
-        struct clv_offq_entry *nq = malloc(sizeof(*nq) * ncap);
-        if (nq == NULL)
-            abort();
-        for (size_t i = 0; i < pt->qlen; i++)
-            nq[i] = *offq_at(pt, i);
-        free(pt->q);
-        pt->q = nq;
-        pt->qcap = ncap;
-        pt->qhead = 0;
-    }
-    *offq_at(pt, pt->qlen++) = (struct clv_offq_entry){offset, 0};
-}
-
-/* Offsets in flight are nearly consecutive, so the entry is almost always
- * where its distance from the head says; otherwise (gaps: compaction,
- * transaction markers) a binary search. */
-static struct clv_offq_entry *offq_find(struct clv_partition *pt, int64_t offset)
-{
-    size_t lo = 0, hi = pt->qlen;
-    int64_t first;
-
-    if (pt->qlen == 0)
-        return NULL;
-    first = offq_at(pt, 0)->offset;
-    if (offset >= first && (uint64_t)(offset - first) < pt->qlen) {
-        struct clv_offq_entry *e = offq_at(pt, (size_t)(offset - first));
-        if (e->offset == offset)
-            return e;
-    }
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (offq_at(pt, mid)->offset < offset)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < pt->qlen && offq_at(pt, lo)->offset == offset)
-        return offq_at(pt, lo);
-    return NULL;
-}
-
-/* Pop the done prefix; returns the new frontier (next offset to consume),
- * or -1 if it did not move. */
-static int64_t offq_advance(struct clv_partition *pt)
-{
-    int64_t frontier = -1;
-
-    while (pt->qlen > 0 && pt->q[pt->qhead].done) {
-        frontier = pt->q[pt->qhead].offset + 1;
-        pt->qhead = (pt->qhead + 1) & (pt->qcap - 1);
-        pt->qlen--;
-    }
-    return frontier;
 }
 
 struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_t *m, int topic,
@@ -126,7 +60,7 @@ struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_
     fetchwake_consumed(&c->wake, 1);
     if (pt == NULL || !pt->assigned)
         return ref;
-    offq_push(pt, m->offset);
+    offq_push(&pt->inflight, m->offset);
     pt->last_msg_mono = now_mono;
     pt->last_offset = m->offset;
     if (ts > pt->max_ts)
@@ -137,17 +71,14 @@ struct clv_msgref consumer_track(struct clv_consumer *c, const rd_kafka_message_
 void consumer_done(struct clv_consumer *c, const struct clv_msgref *ref)
 {
     struct clv_partition *pt = partition(c, ref->topic, ref->partition);
-    struct clv_offq_entry *e;
     int64_t frontier;
     rd_kafka_topic_partition_list_t *l;
 
     if (pt == NULL || !pt->assigned || pt->gen != ref->gen)
         return; /* revoked since: the new owner re-reads it */
-    e = offq_find(pt, ref->offset);
-    if (e == NULL)
+    if (offq_mark_done(&pt->inflight, ref->offset) != 0)
         return;
-    e->done = 1;
-    frontier = offq_advance(pt);
+    frontier = offq_advance(&pt->inflight);
     if (frontier < 0)
         return;
     pt->stored = frontier;
@@ -168,9 +99,7 @@ int64_t consumer_frontier(const struct clv_consumer *c, const struct clv_msgref 
     pt = &c->parts[ref->topic][ref->partition];
     if (!pt->assigned || pt->gen != ref->gen)
         return -1;
-    if (pt->qlen > 0)
-        return pt->q[pt->qhead].offset;
-    return pt->stored;
+    return pt->inflight.len > 0 ? offq_first(&pt->inflight) : pt->stored;
 }
 
 /* ---- rebalancing ----------------------------------------------------------------- */
@@ -404,7 +333,7 @@ void consumer_close(struct clv_consumer *c)
         rd_kafka_topic_partition_list_destroy(c->assignment);
     for (int t = 0; t < CLV_INPUT_TOPICS; t++) {
         for (int p = 0; p < c->nparts[t]; p++)
-            free(c->parts[t][p].q);
+            offq_free(&c->parts[t][p].inflight);
         free(c->parts[t]);
     }
     free(c->heap);

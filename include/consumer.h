@@ -17,6 +17,7 @@
 #include "event.h"
 #include "fetchwake.h"
 #include "log.h"
+#include "offq.h"
 
 #define CLV_INPUT_TOPICS 3 /* purchases, logins, visits = enum clv_event_type */
 
@@ -28,19 +29,12 @@ struct clv_msgref {
     uint32_t gen; /* assignment generation: marks from an older one are ignored */
 };
 
-struct clv_offq_entry {
-    int64_t offset;
-    int done;
-};
-
 struct clv_partition {
     int assigned;
     uint32_t gen;
-    /* offsets in flight, ascending; a ring buffer */
-    struct clv_offq_entry *q;
-    size_t qhead, qlen, qcap;
-    int64_t stored; /* last offset stored for commit (frontier), -1 none */
-    clv_ms max_ts;  /* largest event time seen, 0 none */
+    struct clv_offq inflight; /* offsets handed out, not yet committable */
+    int64_t stored;           /* last offset stored for commit (frontier), -1 none */
+    clv_ms max_ts;            /* largest event time seen, 0 none */
     clv_ms last_msg_mono;
     clv_ms assigned_mono;
     int paused;
