@@ -18,7 +18,6 @@
  * due-index entry (the others leave it, as clvd does when a deadline only
  * moved later), and every 1/outbox_share-th update adds an outbox entry and
  * two counter moves. */
-#define _GNU_SOURCE /* qsort_r */
 #include "bench.h"
 
 #include <pthread.h>

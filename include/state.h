@@ -64,7 +64,8 @@ struct clv_batch_stats {
     uint64_t tier_changes;
 };
 
-/* Arguments of one EVALSHA, built in place (internal to state.c). */
+/* Arguments of one command -- an EVALSHA of apply.lua or an MGET -- built in
+ * place (internal to state.c). */
 struct clv_cas_arg {
     const char *p; /* NULL: at `off` in text */
     size_t off, len;
