@@ -125,6 +125,11 @@ static void customer_args(struct cthread *t, struct evalbuf *e, struct call *c, 
     arg(e, c->old, version ? 8 : 0);
     put_be64(blob, version + 1);
     arg(e, blob, t->blob_len);
+    if (!c->moves_due && !c->has_out) { /* the short form, like clvd's */
+        arg(e, "", 0);
+        return;
+    }
+    arg(e, "+", 1);
     arg(e, c->id, c->idlen);
     if (c->moves_due)
         arg(e, c->due, strlen(c->due));
@@ -329,21 +334,17 @@ static void *ceiling_main(void *arg)
             append_eval(ctx, t, &e, calls + k, m, idx + k, payload);
             k += m;
         }
-        for (int c = 0, k = 0; c < sent; c++) {
+        for (int c = 0; c < sent; c++) {
             redisReply *r = NULL;
             if (redisGetReply(ctx, (void **)&r) != REDIS_OK)
                 goto lost;
-            for (size_t x = 0; r->type == REDIS_REPLY_ARRAY && x < r->elements; x++, k++) {
-                const redisReply *one = r->element[x];
-                if (one->type == REDIS_REPLY_INTEGER && one->integer == 1)
-                    t->versions[idx[k]]++;
-                else
-                    t->errors++;
-            }
-            if (r->type != REDIS_REPLY_ARRAY)
+            /* the reply lists conflicts only; there should be none */
+            if (r->type != REDIS_REPLY_ARRAY || r->elements > 0)
                 t->errors++;
             freeReplyObject(r);
         }
+        for (int k = 0; k < n; k++)
+            t->versions[idx[k]]++;
         t->commands += (uint64_t)sent;
         t->calls += (uint64_t)sent;
         if (t->clvd_mix) {

@@ -548,8 +548,9 @@ static int churn_of_buyer(const struct clv_trpair *t)
  *   buyers             customers with at least one purchase
  *   buyers_churned     of those, how many are churned now
  *   churn:<hour>       buyers entering churned, by the hour of `at`
- * Written as the number of moves, then name/increment pairs. */
-static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it)
+ * Written as the number of moves, `n` (counter_moves()), then
+ * name/increment pairs. */
+static int counter_moves(const struct clv_batch *b, const struct clv_item *it)
 {
     int was = is_churned_buyer(it->from_stage, it->from_buyer);
     int is = is_churned_buyer(it->to_stage, it->to_buyer);
@@ -558,6 +559,17 @@ static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const 
 
     for (int i = it->tr_first; i < it->tr_first + it->ntr; i++)
         n += churn_of_buyer(&b->trs[i]);
+    return n;
+}
+
+/* See counter_moves(). */
+static void stats_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it,
+                       int n)
+{
+    int was = is_churned_buyer(it->from_stage, it->from_buyer);
+    int is = is_churned_buyer(it->to_stage, it->to_buyer);
+    int moved = it->from_stage != it->to_stage, born = it->from_stage == CLV_STAGE_NONE;
+
     arg_int(a, n);
     if (moved) {
         if (!born) {
@@ -597,15 +609,22 @@ static int keeps_due_entry(const struct clv_item *it)
     return it->existed && it->advance_to == 0 && it->old_due > 0 && it->due >= it->old_due;
 }
 
-/* One customer's part of ARGV (see apply.lua). */
+/* One customer's part of ARGV (see apply.lua): the short form when the
+ * update writes nothing but the state. */
 static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it)
 {
     char field[32 + CLV_ID_MAX];
+    int keeps_due = keeps_due_entry(it), moves = counter_moves(b, it);
 
     arg(a, it->old_version, it->existed ? 8 : 0);
     arg(a, b->blobs.buf + it->blob_off, it->bloblen);
+    if (keeps_due && it->msg_count == 0 && moves == 0) {
+        arg_str(a, "");
+        return;
+    }
+    arg_str(a, "+");
     arg(a, batch_item_id(b, it), it->idlen);
-    if (keeps_due_entry(it))
+    if (keeps_due)
         arg_str(a, "-");
     else if (it->due)
         arg_int(a, it->due);
@@ -619,7 +638,7 @@ static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const s
         arg_text(a, field, n);
         arg(a, b->out.buf + msg->off, msg->len);
     }
-    stats_args(a, b, it);
+    stats_args(a, b, it, moves);
 }
 
 /* Length of the run of items of one shard at the start of sent[0 .. n). */
@@ -682,27 +701,30 @@ static void add_item_stats(struct clv_batch *b, const struct clv_item *it)
     }
 }
 
-/* One customer's result in apply.lua's reply. */
-static int item_result(struct clv_batch *b, int item, const redisReply *r, int *redo, int *nredo,
-                       char *err, size_t errlen)
+static void item_applied(struct clv_batch *b, int item)
 {
     struct clv_item *it = &b->items[item];
 
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
-        it->done = 1;
-        b->stats.updates++;
-        if (b->cache)
-            cache_put(b->cache, batch_item_id(b, it), it->idlen,
-                      (const unsigned char *)b->blobs.buf + it->blob_off, it->bloblen);
-        add_item_stats(b, it);
-        return 0;
-    }
+    it->done = 1;
+    b->stats.updates++;
+    if (b->cache)
+        cache_put(b->cache, batch_item_id(b, it), it->idlen,
+                  (const unsigned char *)b->blobs.buf + it->blob_off, it->bloblen);
+    add_item_stats(b, it);
+}
+
+/* The state changed since it was read: recompute from the new one, `r`
+ * (nil if there is none). */
+static int item_conflict(struct clv_batch *b, int item, const redisReply *r, int *redo, int *nredo,
+                         char *err, size_t errlen)
+{
+    struct clv_item *it = &b->items[item];
+
     if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_STRING) {
         clv_seterr(err, errlen, "redis EVALSHA apply: unexpected reply for customer %s",
                    batch_item_id(b, it));
         return -1;
     }
-    /* the state changed since it was read: recompute from the new one */
     if (b->cache)
         cache_drop(b->cache, batch_item_id(b, it), it->idlen);
     if (load_state(b, it, r, err, errlen) != 0)
@@ -712,24 +734,48 @@ static int item_result(struct clv_batch *b, int item, const redisReply *r, int *
     return 0;
 }
 
-/* Sort out one call's reply: every customer done or to be redone, or the
- * whole call to be re-sent after NOSCRIPT. */
+/* The position of the reply's k-th conflict, 0-based; -1 if it is not a
+ * position of the call after `after`. */
+static int conflict_at(const redisReply *r, size_t k, int n, int after)
+{
+    const redisReply *p = r->element[2 * k];
+
+    if (p->type != REDIS_REPLY_INTEGER || p->integer <= after + 1 || p->integer > n)
+        return -1;
+    return (int)p->integer - 1;
+}
+
+/* Sort out one call's reply -- the conflicts, as (position, current state)
+ * pairs in order: every customer done or to be redone, or the whole call
+ * to be re-sent after NOSCRIPT. */
 static int call_result(struct clv_batch *b, const int *sent, int n, const redisReply *r, int *redo,
                        int *nredo, int *resend, int *nresend, char *err, size_t errlen)
 {
+    int next = 0;
+
     if (store_is_noscript(r)) {
         for (int i = 0; i < n; i++)
             resend[(*nresend)++] = sent[i];
         return 0;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0 || r->elements / 2 > (size_t)n) {
         clv_seterr(err, errlen, "redis EVALSHA apply: %s",
                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return -1;
     }
-    for (int i = 0; i < n; i++)
-        if (item_result(b, sent[i], r->element[i], redo, nredo, err, errlen) != 0)
+    for (size_t k = 0; k < r->elements / 2; k++) {
+        int at = conflict_at(r, k, n, next - 1);
+        if (at < 0) {
+            clv_seterr(err, errlen, "redis EVALSHA apply: unexpected reply");
             return -1;
+        }
+        while (next < at)
+            item_applied(b, sent[next++]);
+        if (item_conflict(b, sent[next++], r->element[2 * k + 1], redo, nredo, err, errlen) != 0)
+            return -1;
+    }
+    while (next < n)
+        item_applied(b, sent[next++]);
     return 0;
 }
 

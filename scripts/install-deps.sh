@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages clvd needs to build, test and run -- only the
-# missing ones, non-interactively.  Safe to run repeatedly.
+# missing ones, non-interactively.  Safe to run repeatedly.  Arguments name
+# further packages a tool needs (bench/script_cost.sh: valgrind python3).
 set -euo pipefail
 
 PACKAGES=(
@@ -9,6 +10,7 @@ PACKAGES=(
   libmicrohttpd-dev libsystemd-dev libcmocka-dev libjansson-dev
   redis-server redis-tools
 )
+PACKAGES+=("$@")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -15,86 +15,118 @@
 -- customer:
 --   version clvd read (first 8 bytes of the state), "" if none
 --   new state
---   customer id (due index member)
---   next deadline in ms; "" for none (remove the entry); "-" to leave the
---     entry as it is (the deadline only moved later: an early entry is
---     harmless, the sweeper recomputes the customer when it fires)
---   n outbox entries, then n field/value pairs
---   m counter moves, then m field/increment pairs
+--   "" when that is all: the due entry stays, no outbox entry, no counter
+--     moves (most updates: activity only pushes the deadline later), or
+--   "+" followed by:
+--     customer id (due index member)
+--     next deadline in ms; "" for none (remove the entry); "-" to leave the
+--       entry as it is (the deadline only moved later: an early entry is
+--       harmless, the sweeper recomputes the customer when it fires)
+--     n outbox entries, then n field/value pairs
+--     m counter moves, then m field/increment pairs
+-- Every argument is a Lua string made before the script runs, so the short
+-- form spares the common update four of them and two tonumber()s
+-- (docs/performance.md, eighth session).
 --
--- Returns one result per customer, in order: 1 when applied, or (conflict:
--- the state changed since it was read) the current state, or false if there
--- is none, so that clvd can recompute without a GET.
+-- Returns the conflicts only, as pairs: the customer's position in the call
+-- (1-based) and its current state, or false if there is none, so that clvd
+-- can recompute without a GET.  An empty array: every customer applied.
 
--- One group: its customers from KEYS[k + 3] and ARGV[a + 1] on.  Returns
--- where the next group starts.
-local function apply_group(k, a, results)
-  local out, zadd, zrem, incr, order = {}, {}, {}, {}, {}
+-- One group: its customers from KEYS[k + 3] and ARGV[a + 1] on, the first
+-- at position pos of the call.  Returns where the next group starts.
+local function apply_group(k, a, conflicts, pos)
+  -- made when first needed: most groups write states only
+  local out, zadd, zrem, incr, order
   local n = tonumber(ARGV[a])
   a = a + 1
   for i = k + 3, k + 2 + n do
-    local version, state, id, due = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-    local nout = tonumber(ARGV[a + 4])
-    local nstats = tonumber(ARGV[a + 5 + 2 * nout])
+    local version, state = ARGV[a], ARGV[a + 1]
+    local full = ARGV[a + 2] == '+'
     -- written first and put back on a conflict, which is rare: one key
     -- lookup and one command per customer instead of a GET and a SET
     local cur = redis.call('SET', KEYS[i], state, 'GET')
     local ok
     if cur then
-      ok = string.sub(cur, 1, 8) == version
+      -- the version is the state's first 8 bytes; find() compares them
+      -- without making a new string
+      ok = version ~= '' and string.find(cur, version, 1, true) == 1
     else
       ok = version == ''
     end
-    if ok then
-      if due == '' then
-        zrem[#zrem + 1] = id
-      elseif due ~= '-' then
-        zadd[#zadd + 1] = due
-        zadd[#zadd + 1] = id
-      end
-      for j = a + 5, a + 4 + 2 * nout do
-        out[#out + 1] = ARGV[j]
-      end
-      for j = a + 6 + 2 * nout, a + 5 + 2 * nout + 2 * nstats, 2 do
-        local f = ARGV[j]
-        if incr[f] == nil then
-          incr[f] = 0
-          order[#order + 1] = f
-        end
-        incr[f] = incr[f] + tonumber(ARGV[j + 1])
-      end
-      results[#results + 1] = 1
-    else
+    local nout, nstats = 0, 0
+    if full then
+      nout = tonumber(ARGV[a + 5])
+      nstats = tonumber(ARGV[a + 6 + 2 * nout])
+    end
+    if not ok then
       if cur then
         redis.call('SET', KEYS[i], cur)
       else
         redis.call('DEL', KEYS[i])
       end
-      results[#results + 1] = cur or false
+      conflicts[#conflicts + 1] = pos
+      conflicts[#conflicts + 1] = cur or false
+    elseif full then
+      local id, due = ARGV[a + 3], ARGV[a + 4]
+      if due == '' then
+        zrem = zrem or {}
+        zrem[#zrem + 1] = id
+      elseif due ~= '-' then
+        zadd = zadd or {}
+        zadd[#zadd + 1] = due
+        zadd[#zadd + 1] = id
+      end
+      if nout > 0 then
+        out = out or {}
+        for j = a + 6, a + 5 + 2 * nout do
+          out[#out + 1] = ARGV[j]
+        end
+      end
+      if nstats > 0 then
+        incr, order = incr or {}, order or {}
+      end
+      for j = a + 7 + 2 * nout, a + 6 + 2 * nout + 2 * nstats, 2 do
+        -- kept as the argument's string until a second move of the same
+        -- counter: no number to format back for HINCRBY
+        local f, prev = ARGV[j], incr[ARGV[j]]
+        if prev == nil then
+          incr[f] = ARGV[j + 1]
+          order[#order + 1] = f
+        else
+          incr[f] = prev + ARGV[j + 1]
+        end
+      end
     end
-    a = a + 6 + 2 * nout + 2 * nstats
+    if full then
+      a = a + 7 + 2 * nout + 2 * nstats
+    else
+      a = a + 3
+    end
+    pos = pos + 1
   end
 
-  if #zadd > 0 then
+  if zadd then
     redis.call('ZADD', KEYS[k], unpack(zadd))
   end
-  if #zrem > 0 then
+  if zrem then
     redis.call('ZREM', KEYS[k], unpack(zrem))
   end
-  if #out > 0 then
+  if out then
     redis.call('HSET', KEYS[k + 1], unpack(out))
   end
-  for _, f in ipairs(order) do
-    if incr[f] ~= 0 then
-      redis.call('HINCRBY', KEYS[k + 2], f, incr[f])
+  if order then
+    for _, f in ipairs(order) do
+      if incr[f] ~= 0 then
+        redis.call('HINCRBY', KEYS[k + 2], f, incr[f])
+      end
     end
   end
-  return k + 3 + n, a
+  return k + 3 + n, a, pos
 end
 
-local results = {}
-local k, a = 1, 1
+local conflicts = {}
+local k, a, pos = 1, 1, 1
 while k <= #KEYS do
-  k, a = apply_group(k, a, results)
+  k, a, pos = apply_group(k, a, conflicts, pos)
 end
-return results
+return conflicts

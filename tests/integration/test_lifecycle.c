@@ -846,7 +846,7 @@ static void test_apply_script(void **state)
     struct lc_fixture *f = *state;
     const uint32_t shard = 5;
     char due[CLV_KEY_MAX], out[CLV_KEY_MAX], stats[CLV_KEY_MAX], ann[CLV_KEY_MAX],
-        dave[CLV_KEY_MAX], eve[CLV_KEY_MAX], err[H_ERRLEN];
+        dave[CLV_KEY_MAX], eve[CLV_KEY_MAX], fay[CLV_KEY_MAX], err[H_ERRLEN];
     redisReply *r;
 
     if (lc_fresh_world(f, 1, 1, err, sizeof(err)) != 0)
@@ -857,23 +857,27 @@ static void test_apply_script(void **state)
     keys_customer(ann, "clv:", shard, "ann", 3);
     keys_customer(dave, "clv:", shard, "dave", 4);
     keys_customer(eve, "clv:", shard, "eve", 3);
+    keys_customer(fay, "clv:", shard, "fay", 3);
 
-    /* group 1: ann (new) and dave (read with version DAVE0001, gone
-     * since); group 2: eve (new, no deadline, nothing else) */
+    /* group 1: ann (new), dave (read with version DAVE0001, gone since)
+     * and fay (new, no outbox entry; her counter move adds to ann's);
+     * group 2: eve (new, the short form: the state and nothing else).
+     * The reply lists the conflicts only: dave, the call's second. */
     r = h_redis_key_command(&f->redis,
-                            "EVAL %s 9 %s %s %s %s %s %s %s %s %s "
-                            "2 %s ANN-0001-state ann 1000 1 f1 m1 1 prospect 1 "
-                            "DAVE0001 DAVE0002-state dave 2000 1 f2 m2 1 prospect 1 "
-                            "1 %s EVE-0001-state eve %s 0 0",
-                            clv_lua_apply, due, out, stats, ann, dave, due, out, stats, eve, "", "",
-                            "");
+                            "EVAL %s 10 %s %s %s %s %s %s %s %s %s %s "
+                            "3 %s ANN-0001-state + ann 1000 1 f1 m1 1 prospect 1 "
+                            "DAVE0001 DAVE0002-state + dave 2000 1 f2 m2 1 prospect 1 "
+                            "%s FAY-0001-state + fay 3000 0 2 prospect 1 buyers 1 "
+                            "1 %s EVE-0001-state %s",
+                            clv_lua_apply, due, out, stats, ann, dave, fay, due, out, stats, eve,
+                            "", "", "", "");
     assert_non_null(r);
     if (r->type != REDIS_REPLY_ARRAY)
         fail_msg("apply.lua: %s", r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
-    assert_int_equal(r->elements, 3);
+    assert_int_equal(r->elements, 2);
     assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->element[0]->integer, 2);
     assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL);
-    assert_int_equal(r->element[2]->type, REDIS_REPLY_INTEGER);
     freeReplyObject(r);
     assert_string_reply(f, "GET", ann, NULL, "ANN-0001-state");
     assert_string_reply(f, "GET", dave, NULL, NULL);
@@ -882,23 +886,30 @@ static void test_apply_script(void **state)
     assert_string_reply(f, "ZSCORE", due, "dave", NULL);
     assert_string_reply(f, "HGET", out, "f1", "m1");
     assert_string_reply(f, "HGET", out, "f2", NULL);
-    assert_string_reply(f, "HGET", stats, "prospect", "1");
+    assert_string_reply(f, "HGET", stats, "prospect", "2");
+    assert_string_reply(f, "HGET", stats, "buyers", "1");
+    assert_string_reply(f, "ZSCORE", due, "fay", "3000");
+    assert_string_reply(f, "ZSCORE", due, "eve", NULL);
 
-    /* a stale version: ann's state stays, and comes back */
+    /* a stale version: ann's state stays, and comes back, after eve's
+     * update in the short form went through */
     r = h_redis_key_command(&f->redis,
-                            "EVAL %s 4 %s %s %s %s 1 ANN-0000 ANN-0009-state ann 9000 1 f9 m9 1 "
-                            "prospect 1",
-                            clv_lua_apply, due, out, stats, ann);
+                            "EVAL %s 5 %s %s %s %s %s 2 EVE-0001 EVE-0002-state %s ANN-0000 "
+                            "ANN-0009-state + ann 9000 1 f9 m9 1 prospect 1",
+                            clv_lua_apply, due, out, stats, eve, ann, "");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, 1);
-    assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
-    assert_string_equal(r->element[0]->str, "ANN-0001-state");
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->element[0]->integer, 2);
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->element[1]->str, "ANN-0001-state");
     freeReplyObject(r);
+    assert_string_reply(f, "GET", eve, NULL, "EVE-0002-state");
     assert_string_reply(f, "GET", ann, NULL, "ANN-0001-state");
     assert_string_reply(f, "ZSCORE", due, "ann", "1000");
     assert_string_reply(f, "HGET", out, "f9", NULL);
-    assert_string_reply(f, "HGET", stats, "prospect", "1");
+    assert_string_reply(f, "HGET", stats, "prospect", "2");
     f->passed = 1;
 }
 
