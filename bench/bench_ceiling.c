@@ -96,8 +96,9 @@ struct evalbuf {
     const char **argv;
     size_t *len;
     int n;
-    unsigned char *blobs;           /* one per customer of the call: each its own version */
-    char nkeys[16], ngroup[64][16]; /* a group's size, for up to 64 groups a call */
+    unsigned char *blobs; /* one per customer of the call: each its own version */
+    char nkeys[16], ncustomers[16];
+    char ngroup[64][16]; /* a group's size, for up to 64 groups a call */
 };
 
 static void arg(struct evalbuf *e, const void *p, size_t len)
@@ -150,8 +151,9 @@ static void customer_args(struct cthread *t, struct evalbuf *e, struct call *c, 
     }
 }
 
-/* One call of apply.lua for calls[0..m): a group for each run of one
- * shard's customers, at most per_group each (see apply.lua). */
+/* One call of apply.lua for calls[0..m): the customers' keys, then a group
+ * for each run of one shard's customers, at most per_group each (see
+ * apply.lua). */
 static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e, struct call *calls,
                         int m, const uint32_t *idx, const char *payload)
 {
@@ -165,13 +167,14 @@ static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e,
     arg(e, "EVALSHA", 7);
     arg(e, t->sha, 40);
     arg(e, e->nkeys, (size_t)snprintf(e->nkeys, sizeof(e->nkeys), "%d", nkeys));
+    for (int j = 0; j < m; j++)
+        arg(e, calls[j].key, calls[j].keylen);
     for (int g = 0, k = 0; g < ng; k += size[g++]) {
         arg(e, calls[k].due_key, strlen(calls[k].due_key));
         arg(e, calls[k].out_key, strlen(calls[k].out_key));
         arg(e, calls[k].stats_key, strlen(calls[k].stats_key));
-        for (int j = k; j < k + size[g]; j++)
-            arg(e, calls[j].key, calls[j].keylen);
     }
+    arg(e, e->ncustomers, (size_t)snprintf(e->ncustomers, sizeof(e->ncustomers), "%d", m));
     for (int g = 0, k = 0; g < ng; k += size[g++]) {
         arg(e, e->ngroup[g], (size_t)snprintf(e->ngroup[g], sizeof(e->ngroup[g]), "%d", size[g]));
         for (int j = k; j < k + size[g]; j++)
@@ -282,13 +285,14 @@ static void *ceiling_main(void *arg)
     redisContext *ctx = redisConnectUnixWithTimeout(t->socket, tv);
     uint32_t mine =
         (t->customers - (uint32_t)t->tid + (uint32_t)t->nthreads - 1) / (uint32_t)t->nthreads;
-    /* command, sha, numkeys; per customer a key, its arguments and at most
-     * one group's three keys and size */
-    size_t nargs = 3 + (size_t)t->depth * (ARGS_PER_CUSTOMER + 4);
+    /* command, sha, numkeys, customers; per customer a key, its arguments
+     * and at most one group's three keys and size */
+    size_t nargs = 4 + (size_t)t->depth * (ARGS_PER_CUSTOMER + 4);
     struct evalbuf e = {malloc(sizeof(*e.argv) * nargs),
                         malloc(sizeof(*e.len) * nargs),
                         0,
                         malloc((size_t)t->depth * (t->blob_len > 8 ? t->blob_len : 8)),
+                        "",
                         "",
                         {""}};
     char *payload = malloc(t->payload_len + 1);

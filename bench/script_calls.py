@@ -57,16 +57,17 @@ def main():
                 groups = {}
                 for c in sorted(order[first:first + per_call], key=lambda c: c % 1024):
                     groups.setdefault(c % 1024, []).append(c)
-                keys, argv = [], []
+                keys, group_keys, argv = [], [], [str(len(order[first:first + per_call]))]
                 for shard, members in groups.items():
-                    keys += ["clv:{s%d}:due" % shard, "clv:{s%d}:out" % shard,
-                             "clv:{s%d}:stats" % shard]
+                    group_keys += ["clv:{s%d}:due" % shard, "clv:{s%d}:out" % shard,
+                                   "clv:{s%d}:stats" % shard]
                     keys += ["clv:{s%d}:c:cust%d" % (shard, c) for c in members]
                     argv.append(str(len(members)))
                     for c in members:
                         argv += customer_args(c, versions[c], rnd, rng.random(), outbox,
                                               due_share, payload)
                         versions[c] += 1
+                keys += group_keys
                 out.write(resp(["EVALSHA", sha, str(len(keys))] + keys + argv))
 
 

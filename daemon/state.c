@@ -651,8 +651,8 @@ static int shard_run(const struct clv_batch *b, const int *sent, int n)
     return m;
 }
 
-/* The call for sent[0 .. n), sorted by shard: a group of keys and of
- * arguments for each shard's run (see apply.lua). */
+/* The call for sent[0 .. n), sorted by shard: the customers' keys, then a
+ * group of keys and of arguments for each shard's run (see apply.lua). */
 static void build_call(struct clv_store *st, struct clv_batch *b, const int *sent, int n)
 {
     struct clv_cas_args *a = &b->cas;
@@ -669,17 +669,17 @@ static void build_call(struct clv_store *st, struct clv_batch *b, const int *sen
     arg_str(a, "EVALSHA");
     arg(a, store_script_sha(st, CLV_SCRIPT_APPLY), 40);
     arg_int(a, nkeys);
-    for (int i = 0, m; i < n; i += m) {
+    for (int i = 0; i < n; i++) {
+        const struct clv_item *it = &b->items[sent[i]];
+        arg_text(a, key, keys_customer(key, prefix, it->shard, batch_item_id(b, it), it->idlen));
+    }
+    for (int i = 0; i < n; i += shard_run(b, sent + i, n - i)) {
         uint32_t shard = b->items[sent[i]].shard;
-        m = shard_run(b, sent + i, n - i);
         arg_text(a, key, keys_due(key, prefix, shard));
         arg_text(a, key, keys_outbox(key, prefix, shard));
         arg_text(a, key, keys_stats(key, prefix, shard));
-        for (int j = i; j < i + m; j++) {
-            const struct clv_item *it = &b->items[sent[j]];
-            arg_text(a, key, keys_customer(key, prefix, shard, batch_item_id(b, it), it->idlen));
-        }
     }
+    arg_int(a, n);
     for (int i = 0, m; i < n; i += m) {
         m = shard_run(b, sent + i, n - i);
         arg_int(a, m);

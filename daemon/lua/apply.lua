@@ -9,10 +9,11 @@
 -- of one customer (docs/performance.md, seventh session).  The due index,
 -- outbox and counter writes are paid once per group.
 --
--- KEYS, for each group in turn:
---   due index, outbox, stats, then the state of each of its customers
--- ARGV, for each group in turn: the number of its customers, then for each
--- customer:
+-- KEYS: the state of each customer of the call, group after group; then,
+--   for each group in turn, its due index, outbox and stats
+-- ARGV[1]: the number of customers in the call (a customer comes once)
+-- ARGV, from 2, for each group in turn: the number of its customers, then
+-- for each customer:
 --   version clvd read (first 8 bytes of the state), "" if none
 --   new state
 --   "" when that is all: the due entry stays, no outbox entry, no counter
@@ -24,49 +25,47 @@
 --       harmless, the sweeper recomputes the customer when it fires)
 --     n outbox entries, then n field/value pairs
 --     m counter moves, then m field/increment pairs
--- Every argument is a Lua string made before the script runs, so the short
--- form spares the common update four of them and two tonumber()s
--- (docs/performance.md, eighth session).
+--
+-- What the script costs Redis is mostly Lua, not the commands: every
+-- argument is made a Lua string before the script runs, and every
+-- redis.call converts its arguments and its reply.  So the short form
+-- spares the common update four arguments, and the states are read with
+-- one MGET and written with one MSET for the whole call rather than a
+-- command per customer (docs/performance.md, eighth session).
 --
 -- Returns the conflicts only, as pairs: the customer's position in the call
 -- (1-based) and its current state, or false if there is none, so that clvd
 -- can recompute without a GET.  An empty array: every customer applied.
 
--- One group: its customers from KEYS[k + 3] and ARGV[a + 1] on, the first
--- at position pos of the call.  Returns where the next group starts.
-local function apply_group(k, a, conflicts, pos)
+-- One group: its customers from position i and ARGV[a + 1] on, its keys
+-- from KEYS[g].  The states it may write go to `set`; returns where the
+-- next group's customers and arguments start.
+local function apply_group(i, a, g, current, set, conflicts)
   -- made when first needed: most groups write states only
   local out, zadd, zrem, incr, order
   local n = tonumber(ARGV[a])
   a = a + 1
-  for i = k + 3, k + 2 + n do
-    local version, state = ARGV[a], ARGV[a + 1]
+  for c = i, i + n - 1 do
+    local version, state, cur = ARGV[a], ARGV[a + 1], current[c]
     local full = ARGV[a + 2] == '+'
-    -- written first and put back on a conflict, which is rare: one key
-    -- lookup and one command per customer instead of a GET and a SET
-    local cur = redis.call('SET', KEYS[i], state, 'GET')
-    local ok
+    local ok, nout, nstats = version == '', 0, 0
     if cur then
       -- the version is the state's first 8 bytes; find() compares them
       -- without making a new string
-      ok = version ~= '' and string.find(cur, version, 1, true) == 1
-    else
-      ok = version == ''
+      ok = not ok and string.find(cur, version, 1, true) == 1
     end
-    local nout, nstats = 0, 0
     if full then
       nout = tonumber(ARGV[a + 5])
       nstats = tonumber(ARGV[a + 6 + 2 * nout])
     end
     if not ok then
-      if cur then
-        redis.call('SET', KEYS[i], cur)
-      else
-        redis.call('DEL', KEYS[i])
-      end
-      conflicts[#conflicts + 1] = pos
-      conflicts[#conflicts + 1] = cur or false
-    elseif full then
+      conflicts[#conflicts + 1] = c
+      conflicts[#conflicts + 1] = cur
+    else
+      set[#set + 1] = KEYS[c]
+      set[#set + 1] = state
+    end
+    if ok and full then
       local id, due = ARGV[a + 3], ARGV[a + 4]
       if due == '' then
         zrem = zrem or {}
@@ -88,7 +87,8 @@ local function apply_group(k, a, conflicts, pos)
       for j = a + 7 + 2 * nout, a + 6 + 2 * nout + 2 * nstats, 2 do
         -- kept as the argument's string until a second move of the same
         -- counter: no number to format back for HINCRBY
-        local f, prev = ARGV[j], incr[ARGV[j]]
+        local f = ARGV[j]
+        local prev = incr[f]
         if prev == nil then
           incr[f] = ARGV[j + 1]
           order[#order + 1] = f
@@ -102,31 +102,40 @@ local function apply_group(k, a, conflicts, pos)
     else
       a = a + 3
     end
-    pos = pos + 1
   end
 
   if zadd then
-    redis.call('ZADD', KEYS[k], unpack(zadd))
+    redis.call('ZADD', KEYS[g], unpack(zadd))
   end
   if zrem then
-    redis.call('ZREM', KEYS[k], unpack(zrem))
+    redis.call('ZREM', KEYS[g], unpack(zrem))
   end
   if out then
-    redis.call('HSET', KEYS[k + 1], unpack(out))
+    redis.call('HSET', KEYS[g + 1], unpack(out))
   end
   if order then
     for _, f in ipairs(order) do
       if incr[f] ~= 0 then
-        redis.call('HINCRBY', KEYS[k + 2], f, incr[f])
+        redis.call('HINCRBY', KEYS[g + 2], f, incr[f])
       end
     end
   end
-  return k + 3 + n, a, pos
+  return i + n, a
 end
 
-local conflicts = {}
-local k, a, pos = 1, 1, 1
-while k <= #KEYS do
-  k, a, pos = apply_group(k, a, conflicts, pos)
+local n = tonumber(ARGV[1])
+local conflicts, set = {}, {}
+if n == 0 then
+  return conflicts
+end
+-- a missing state is false here, and false in the reply
+local current = redis.call('MGET', unpack(KEYS, 1, n))
+local i, a, g = 1, 2, n + 1
+while i <= n do
+  i, a = apply_group(i, a, g, current, set, conflicts)
+  g = g + 3
+end
+if #set > 0 then
+  redis.call('MSET', unpack(set))
 end
 return conflicts

@@ -799,8 +799,9 @@ static void test_conflict_recomputed(void **state)
     }
     if (conflicts < 1)
         fail_msg("no compare-and-set conflict counted: the cached state was not used");
-    /* one conflict, resolved at once: a write that was not put back makes
-     * the next attempt conflict with clvd's own first attempt, and so on */
+    /* one conflict, resolved at once: had the conflicting write gone
+     * through, the next attempt would conflict with clvd's own first
+     * attempt, and so on */
     assert_int_equal((int)conflicts, 1);
     assert_int_equal(h_file_count(f->clvd.log, "not applied"), 0);
 
@@ -859,17 +860,19 @@ static void test_apply_script(void **state)
     keys_customer(eve, "clv:", shard, "eve", 3);
     keys_customer(fay, "clv:", shard, "fay", 3);
 
-    /* group 1: ann (new), dave (read with version DAVE0001, gone since)
-     * and fay (new, no outbox entry; her counter move adds to ann's);
-     * group 2: eve (new, the short form: the state and nothing else).
-     * The reply lists the conflicts only: dave, the call's second. */
+    /* four customers, then the keys of two groups (the same shard's twice,
+     * as a call would never have them, but apply.lua does not care): group
+     * 1 is ann (new), dave (read with version DAVE0001, gone since) and fay
+     * (new, no outbox entry; her counter move adds to ann's); group 2 is
+     * eve (new, the short form: the state and nothing else).  The reply
+     * lists the conflicts only: dave, the call's second. */
     r = h_redis_key_command(&f->redis,
-                            "EVAL %s 10 %s %s %s %s %s %s %s %s %s %s "
+                            "EVAL %s 10 %s %s %s %s %s %s %s %s %s %s 4 "
                             "3 %s ANN-0001-state + ann 1000 1 f1 m1 1 prospect 1 "
                             "DAVE0001 DAVE0002-state + dave 2000 1 f2 m2 1 prospect 1 "
                             "%s FAY-0001-state + fay 3000 0 2 prospect 1 buyers 1 "
                             "1 %s EVE-0001-state %s",
-                            clv_lua_apply, due, out, stats, ann, dave, fay, due, out, stats, eve,
+                            clv_lua_apply, ann, dave, fay, eve, due, out, stats, due, out, stats,
                             "", "", "", "");
     assert_non_null(r);
     if (r->type != REDIS_REPLY_ARRAY)
@@ -894,9 +897,9 @@ static void test_apply_script(void **state)
     /* a stale version: ann's state stays, and comes back, after eve's
      * update in the short form went through */
     r = h_redis_key_command(&f->redis,
-                            "EVAL %s 5 %s %s %s %s %s 2 EVE-0001 EVE-0002-state %s ANN-0000 "
-                            "ANN-0009-state + ann 9000 1 f9 m9 1 prospect 1",
-                            clv_lua_apply, due, out, stats, eve, ann, "");
+                            "EVAL %s 5 %s %s %s %s %s 2 2 EVE-0001 EVE-0002-state %s "
+                            "ANN-0000 ANN-0009-state + ann 9000 1 f9 m9 1 prospect 1",
+                            clv_lua_apply, eve, ann, due, out, stats, "");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, 2);
