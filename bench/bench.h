@@ -215,6 +215,8 @@ int b_interrupted(void);
 
 /* /proc: user+system CPU seconds of a process; a "Vm...:" field in kB. */
 double b_proc_cpu(pid_t pid);
+/* TCP_NODELAY on this process's TCP sockets (the Kafka mock's); how many. */
+int b_nodelay_sockets(void);
 long b_proc_status_kb(pid_t pid, const char *field);
 double b_self_cpu(void);
 /* CPU seconds all processes spent so far (/proc/stat, busy time). */

@@ -1433,6 +1433,10 @@ int b_run_phase(const struct b_opts *opts, const char *name, double rate, uint64
         perf_redis = perf_start(perf_redis_path, b_redis_pid(&redis, 0));
     }
 
+    /* every client is connected by now: the mock's side of each
+     * connection behaves like a real broker's from here on */
+    b_nodelay_sockets();
+
     /* go */
     oc->from_ms = clv_now_ms() + (clv_ms)(o->warmup_seconds * 1000);
     pr->from_ms = oc->from_ms;

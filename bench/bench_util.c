@@ -5,9 +5,11 @@
 #include "bench.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -639,4 +641,35 @@ double b_quantile_sorted(const double *v, size_t n, double q)
     if (i >= n)
         i = n - 1;
     return v[i];
+}
+
+/* TCP_NODELAY on every TCP socket of this process, the Kafka mock's
+ * accepted connections among them.  A real broker (the JVM's) disables
+ * Nagle's algorithm; the librdkafka 2.0.2 mock does not, and one of its
+ * fetch responses in ~1 500 then waited for the consumer's delayed ACK:
+ * 40-45 ms instead of well under one (librdkafka's debug log of clvd,
+ * docs/performance.md, eighth session).  Returns the sockets set. */
+int b_nodelay_sockets(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0, one = 1;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = atoi(e->d_name), type = 0;
+        socklen_t tl = sizeof(type);
+        if (fd <= 2 || fd == dirfd(d) ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+            getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+            (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+            continue;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }
