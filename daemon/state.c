@@ -734,13 +734,13 @@ static int item_conflict(struct clv_batch *b, int item, const redisReply *r, int
     return 0;
 }
 
-/* The position of the reply's k-th conflict, 0-based; -1 if it is not a
- * position of the call after `after`. */
-static int conflict_at(const redisReply *r, size_t k, int n, int after)
+/* The 0-based position of the reply's k-th conflict; -1 unless it is a
+ * position of the call at or after `next` (conflicts come in order). */
+static int conflict_at(const redisReply *r, size_t k, int n, int next)
 {
     const redisReply *p = r->element[2 * k];
 
-    if (p->type != REDIS_REPLY_INTEGER || p->integer <= after + 1 || p->integer > n)
+    if (p->type != REDIS_REPLY_INTEGER || p->integer <= next || p->integer > n)
         return -1;
     return (int)p->integer - 1;
 }
@@ -764,7 +764,7 @@ static int call_result(struct clv_batch *b, const int *sent, int n, const redisR
         return -1;
     }
     for (size_t k = 0; k < r->elements / 2; k++) {
-        int at = conflict_at(r, k, n, next - 1);
+        int at = conflict_at(r, k, n, next);
         if (at < 0) {
             clv_seterr(err, errlen, "redis EVALSHA apply: unexpected reply");
             return -1;
