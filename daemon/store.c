@@ -2,6 +2,8 @@
  * and on a Redis Cluster the routing (slot map and parsing in cluster.c). */
 #include "store.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +117,62 @@ void store_disconnect(struct clv_store *st)
     sbuf_free(&st->resp);
 }
 
+void store_set_wait_hook(struct clv_store *st, void (*hook)(void *), void *arg)
+{
+    st->wait_hook = hook;
+    st->wait_arg = arg;
+}
+
+/* How often the wait hook runs while a reply is awaited. */
+#define WAIT_HOOK_EVERY_MS 1
+
+/* Past the timeout with nothing to read: a read that cannot block fails
+ * with EAGAIN, the error hiredis reports when SO_RCVTIMEO runs out. */
+static int read_or_time_out(redisContext *c, int timed_out)
+{
+    int flags = timed_out ? fcntl(c->fd, F_GETFL) : -1, rc;
+
+    if (flags >= 0)
+        fcntl(c->fd, F_SETFL, flags | O_NONBLOCK);
+    rc = redisBufferRead(c);
+    if (flags >= 0)
+        fcntl(c->fd, F_SETFL, flags);
+    return rc;
+}
+
+/* redisGetReply(), with the owner's wait hook run while the reply is not
+ * there yet.  Same outcome otherwise, the timeout included (redis.timeout_ms
+ * without a byte from Redis). */
+static int get_reply(struct clv_store *st, redisContext *c, void **reply)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    clv_ms give_up;
+    int done = 0;
+
+    if (st->wait_hook == NULL)
+        return redisGetReply(c, reply);
+    *reply = NULL;
+    if (redisGetReplyFromReader(c, reply) != REDIS_OK)
+        return REDIS_ERR;
+    while (*reply == NULL && !done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return REDIS_ERR;
+    give_up = clv_mono_ms() + st->cfg->timeout_ms;
+    while (*reply == NULL) {
+        clv_ms now = clv_mono_ms();
+        if (poll(&pfd, 1, WAIT_HOOK_EVERY_MS) == 0 && now < give_up) {
+            st->wait_hook(st->wait_arg);
+            continue;
+        }
+        if (read_or_time_out(c, now >= give_up) != REDIS_OK ||
+            redisGetReplyFromReader(c, reply) != REDIS_OK)
+            return REDIS_ERR;
+        if (*reply == NULL && now < give_up)
+            give_up = now + st->cfg->timeout_ms; /* bytes came: the timeout starts again */
+    }
+    return REDIS_OK;
+}
+
 /* hiredis 0.14: after an I/O or protocol error the context is unusable. */
 static void drop_broken(struct clv_store *st)
 {
@@ -145,6 +203,7 @@ redisReply *store_command(struct clv_store *st, const char *fmt, ...)
     va_list ap;
     redisReply *r;
     double t0;
+    int rc;
 
     if (st->cl) {
         char *cmd = NULL;
@@ -163,8 +222,11 @@ redisReply *store_command(struct clv_store *st, const char *fmt, ...)
         return NULL;
     t0 = mono_seconds();
     va_start(ap, fmt);
-    r = redisvCommand(st->ctx, fmt, ap);
+    rc = redisvAppendCommand(st->ctx, fmt, ap);
     va_end(ap);
+    r = NULL;
+    if (rc == REDIS_OK)
+        get_reply(st, st->ctx, (void **)&r);
     observe_rtt(st, t0);
     st->round_trips++;
     st->commands++;
@@ -187,7 +249,9 @@ redisReply *store_command_argv(struct clv_store *st, int argc, const char **argv
     if (st->ctx == NULL)
         return NULL;
     t0 = mono_seconds();
-    r = redisCommandArgv(st->ctx, argc, argv, argvlen);
+    r = NULL;
+    if (redisAppendCommandArgv(st->ctx, argc, argv, argvlen) == REDIS_OK)
+        get_reply(st, st->ctx, (void **)&r);
     observe_rtt(st, t0);
     st->round_trips++;
     st->commands++;
@@ -257,7 +321,7 @@ redisReply *store_read_reply(struct clv_store *st)
         return cl_read_reply(st);
     if (st->ctx == NULL)
         return NULL;
-    if (redisGetReply(st->ctx, &r) != REDIS_OK) {
+    if (get_reply(st, st->ctx, &r) != REDIS_OK) {
         drop_broken(st);
         return NULL;
     }
@@ -578,7 +642,7 @@ static redisReply *cl_node_reply(struct clv_store *st, int i)
 {
     void *r = NULL;
 
-    if (redisGetReply(st->cl->map.node[i].ctx, &r) != REDIS_OK) {
+    if (get_reply(st, st->cl->map.node[i].ctx, &r) != REDIS_OK) {
         cl_node_broken(st, i);
         return NULL;
     }

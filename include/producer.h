@@ -22,6 +22,7 @@ struct clv_histogram;
 
 struct clv_producer {
     rd_kafka_t *rk;
+    rd_kafka_topic_t *topics[CLV_OUT_COUNT]; /* held so that their leaders stay known */
     const struct clv_config *cfg;
     const struct clv_log *log;
     struct clv_consumer *consumer; /* to mark dead-lettered offsets done */

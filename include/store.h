@@ -53,6 +53,8 @@ struct clv_store {
     int fatal;                 /* Redis holds another deployment: never retry */
     struct clv_histogram *rtt; /* round-trip times, when the owner wants them */
     struct clv_sbuf resp;      /* one command in RESP, reused (single-node pipelines) */
+    void (*wait_hook)(void *); /* see store_set_wait_hook() */
+    void *wait_arg;
 };
 
 void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const struct clv_log *lg);
@@ -64,6 +66,13 @@ void store_init(struct clv_store *st, const struct clv_redis_config *cfg, const 
 int store_ensure(struct clv_store *st, char *err, size_t errlen);
 void store_disconnect(struct clv_store *st);
 int store_connected(const struct clv_store *st);
+
+/* Have `hook(arg)` run about every millisecond while the connection waits
+ * for a reply (not while it connects); NULL: wait in the read itself.  The
+ * hook must not use this store.  clvd's main thread hands finished batches
+ * on from it, so that its own round trips -- which queue behind the
+ * workers' pipelines in Redis -- do not hold the workers up. */
+void store_set_wait_hook(struct clv_store *st, void (*hook)(void *), void *arg);
 
 /* Run one command and return its reply (caller frees), or NULL after an I/O
  * error (the connection is dropped). */

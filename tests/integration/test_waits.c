@@ -1,0 +1,241 @@
+/* test_waits.c -- what clvd's main thread does not wait for
+ * (docs/performance.md, ninth session).
+ *
+ * a. test_wait_hook_runs_while_redis_answers
+ *
+ * The store's wait hook (store.h) runs about every millisecond while a reply
+ * is awaited -- a single command and a pipeline's reply alike -- and the
+ * replies are what Redis sent, in order.  BLPOP on an empty list with a
+ * 0.3 s timeout is the slow reply; the hook must run at least 30 times (it
+ * would run ~300 times on an idle machine) and not at all for a command
+ * answered at once, nor with no hook set.
+ *
+ * b. test_wait_hook_keeps_the_timeout
+ *
+ * redis.timeout_ms still holds with a hook: BLPOP for 2 s on a connection
+ * with a 200 ms timeout fails (NULL, connection dropped) after 0.2-1.5 s,
+ * the hook having run meanwhile; the store connects again afterwards.
+ *
+ * c. test_output_topics_known_at_start
+ *
+ * clvd asks for its output topics' metadata when it starts, not at the
+ * first output (which librdkafka would queue until its next topic scan).
+ * The win-back topic is named "no-such-topic", which the mock cluster does
+ * not have: once clvd has its partitions, with no input and so no output,
+ * the mock lists the topic -- it creates a topic a producer asks for, as a
+ * broker with auto.create.topics.enable does (a broker without it answers
+ * "unknown topic", which clvd logs as a warning naming the topic).
+ *
+ * Environment: see harness.h (CLVD_IT_KEEP, CLVD_IT_VERBOSE);
+ * CLVD_IT_FILTER=<glob> runs only the matching tests. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "harness.h"
+#include "log.h"
+#include "store.h"
+
+struct fixture {
+    struct h_world w;
+    struct clv_config cfg;
+    struct clv_log log;
+    struct clv_store st;
+    struct h_clvd clvd;
+    int passed;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    char err[H_ERRLEN];
+
+    if (f == NULL)
+        return -1;
+    *state = f;
+    if (h_world_start(&f->w, 1, err, sizeof(err)) != 0 ||
+        config_defaults(&f->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "setup: %s\n", err);
+        return -1;
+    }
+    free(f->cfg.redis.unix_socket);
+    f->cfg.redis.unix_socket = strdup(f->w.redis.socket);
+    log_init(&f->log, CLV_LOG_WARNING, CLV_LOG_TEXT);
+    return f->cfg.redis.unix_socket ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    if (f == NULL)
+        return 0;
+    if (!f->passed && f->clvd.log[0] != '\0')
+        h_dump_file(f->clvd.log, "clvd log", 24 * 1024, stderr);
+    h_clvd_kill9(&f->clvd);
+    store_disconnect(&f->st);
+    config_free(&f->cfg);
+    h_world_stop(&f->w);
+    free(f);
+    return 0;
+}
+
+static void count_call(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void connect_store(struct fixture *f)
+{
+    char err[CLV_ERRLEN];
+
+    store_init(&f->st, &f->cfg.redis, &f->log);
+    if (store_ensure(&f->st, err, sizeof(err)) != 0)
+        fail_msg("store_ensure: %s", err);
+}
+
+static void assert_reply(redisReply *r, int type, const char *str)
+{
+    if (r == NULL)
+        fail_msg("no reply");
+    assert_int_equal(r->type, type);
+    if (str != NULL)
+        assert_string_equal(r->str, str);
+    freeReplyObject(r);
+}
+
+static void test_wait_hook_runs_while_redis_answers(void **state)
+{
+    struct fixture *f = *state;
+    const char *blpop[] = {"BLPOP", "clvtest:empty", "0.3"}, *ping[] = {"PING"};
+    const size_t blpop_len[] = {5, 13, 3}, ping_len[] = {4};
+    int calls = 0;
+
+    connect_store(f);
+    /* no hook: nothing calls it */
+    assert_reply(store_command(&f->st, "BLPOP clvtest:empty 0.05"), REDIS_REPLY_NIL, NULL);
+
+    store_set_wait_hook(&f->st, count_call, &calls);
+    assert_reply(store_command(&f->st, "SET clvtest:k v"), REDIS_REPLY_STATUS, "OK");
+    assert_true(calls < 5); /* answered at once: a wait of a millisecond or two at most */
+
+    calls = 0;
+    assert_reply(store_command(&f->st, "BLPOP clvtest:empty 0.3"), REDIS_REPLY_NIL, NULL);
+    if (calls < 30)
+        fail_msg("the hook ran %d times in a 0.3 s wait", calls);
+
+    /* a pipeline: the hook runs while the first reply is awaited, the
+     * replies keep their order */
+    calls = 0;
+    store_append_argv(&f->st, 3, blpop, blpop_len);
+    store_append_argv(&f->st, 1, ping, ping_len);
+    assert_reply(store_read_reply(&f->st), REDIS_REPLY_NIL, NULL);
+    assert_reply(store_read_reply(&f->st), REDIS_REPLY_STATUS, "PONG");
+    if (calls < 30)
+        fail_msg("the hook ran %d times in a 0.3 s pipelined wait", calls);
+    assert_reply(store_command_argv(&f->st, 1, ping, ping_len), REDIS_REPLY_STATUS, "PONG");
+    assert_true(store_connected(&f->st));
+    f->passed = 1;
+}
+
+static void test_wait_hook_keeps_the_timeout(void **state)
+{
+    struct fixture *f = *state;
+    char err[CLV_ERRLEN];
+    int calls = 0;
+    double t0, took;
+
+    f->cfg.redis.timeout_ms = 200;
+    connect_store(f);
+    store_set_wait_hook(&f->st, count_call, &calls);
+    t0 = now_s();
+    assert_null(store_command(&f->st, "BLPOP clvtest:empty 2"));
+    took = now_s() - t0;
+    if (took < 0.2 || took > 1.5)
+        fail_msg("a 200 ms timeout took %.3f s", took);
+    assert_false(store_connected(&f->st));
+    assert_true(calls >= 20);
+
+    /* the backoff passes, and the store connects again */
+    usleep(300 * 1000);
+    if (store_ensure(&f->st, err, sizeof(err)) != 0)
+        fail_msg("reconnect: %s", err);
+    assert_reply(store_command(&f->st, "PING"), REDIS_REPLY_STATUS, "PONG");
+    f->passed = 1;
+}
+
+/* 1 if the cluster lists `topic` (all topics: asking for this one by name
+ * would create it), 0 if not, -1 on error. */
+static int cluster_has_topic(struct fixture *f, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int found = 0;
+
+    if (rd_kafka_metadata(f->w.kafka.producer, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, topic) == 0 &&
+            md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            found = 1;
+    rd_kafka_metadata_destroy(md);
+    return found;
+}
+
+static void test_output_topics_known_at_start(void **state)
+{
+    struct fixture *f = *state;
+    char err[H_ERRLEN], path[H_PATHLEN + 16], log[H_PATHLEN + 16];
+    struct h_config c;
+
+    if (h_config_init(&c, f->w.kafka.bootstraps, "clvd-waits", f->w.redis.socket) != 0 ||
+        h_config_set_str(&c, "kafka.topics.win_back", "no-such-topic") != 0)
+        fail_msg("config");
+    snprintf(path, sizeof(path), "%s/clvd.yaml", f->w.dir);
+    snprintf(log, sizeof(log), "%s/clvd.log", f->w.dir);
+    if (h_config_write(&c, path, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    h_config_free(&c);
+    assert_int_equal(cluster_has_topic(f, "no-such-topic"), 0);
+    if (h_clvd_start(&f->clvd, CLVD_BINARY, path, log, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    if (h_clvd_wait_log(&f->clvd, "kafka: assigned", 20000) != 0)
+        fail_msg("clvd got no partitions");
+    /* no input, no output yet: only clvd's start can have asked for it (the
+     * mock creates a topic a producer asks for, as a broker with
+     * auto.create.topics.enable does; one without names it in a warning) */
+    assert_int_equal(cluster_has_topic(f, "no-such-topic"), 1);
+    if (h_clvd_stop(&f->clvd, 15000, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    f->passed = 1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_wait_hook_runs_while_redis_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_hook_keeps_the_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_topics_known_at_start, setup, teardown),
+    };
+    const char *filter = getenv("CLVD_IT_FILTER");
+
+    if (filter != NULL && *filter != '\0')
+        cmocka_set_test_filter(filter);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
