@@ -6,8 +6,13 @@
 -- groups, each the customers of one shard: on a Redis Cluster one group
 -- (a call must stay in one hash slot), on a single Redis as many groups as
 -- fill the call, because the fixed cost of a call is as large as the work
--- of one customer (docs/performance.md, seventh session).  The due index,
--- outbox and counter writes are paid once per group.
+-- of one customer (docs/performance.md, seventh session).  The due index
+-- and outbox writes are paid once per group, the counter moves once per
+-- call: summed over the call's customers and added to its first group's
+-- counters, since every reader sums the counters over the shards (and on
+-- a Redis Cluster a call is one group anyway).  At moderate rates a group
+-- holds one or two customers, and an HINCRBY per group and counter was 8 %
+-- of the script's work (docs/performance.md, ninth session).
 --
 -- KEYS: the state of each customer of the call, group after group; then,
 --   for each group in turn, its due index, outbox and stats
@@ -40,9 +45,10 @@
 -- One group: its customers from position i and ARGV[a + 1] on, its keys
 -- from KEYS[g].  The states it may write go to `set`; returns where the
 -- next group's customers and arguments start.
-local function apply_group(i, a, g, current, set, conflicts)
+local function apply_group(i, a, g, current, set, conflicts, moves)
   -- made when first needed: most groups write states only
-  local out, zadd, zrem, incr, order
+  local out, zadd, zrem
+  local incr, order = moves.incr, moves.order
   local n = tonumber(ARGV[a])
   a = a + 1
   for c = i, i + n - 1 do
@@ -81,12 +87,13 @@ local function apply_group(i, a, g, current, set, conflicts)
           out[#out + 1] = ARGV[j]
         end
       end
-      if nstats > 0 then
-        incr, order = incr or {}, order or {}
+      if nstats > 0 and not incr then
+        incr, order = {}, {}
+        moves.incr, moves.order = incr, order
       end
       for j = a + 7 + 2 * nout, a + 6 + 2 * nout + 2 * nstats, 2 do
         -- kept as the argument's string until a second move of the same
-        -- counter: no number to format back for HINCRBY
+        -- counter in the call: no number to format back for HINCRBY
         local f = ARGV[j]
         local prev = incr[f]
         if prev == nil then
@@ -113,13 +120,6 @@ local function apply_group(i, a, g, current, set, conflicts)
   if out then
     redis.call('HSET', KEYS[g + 1], unpack(out))
   end
-  if order then
-    for _, f in ipairs(order) do
-      if incr[f] ~= 0 then
-        redis.call('HINCRBY', KEYS[g + 2], f, incr[f])
-      end
-    end
-  end
   return i + n, a
 end
 
@@ -131,11 +131,20 @@ end
 -- a missing state is false here, and false in the reply
 local current = redis.call('MGET', unpack(KEYS, 1, n))
 local i, a, g = 1, 2, n + 1
+local moves = {}
 while i <= n do
-  i, a = apply_group(i, a, g, current, set, conflicts)
+  i, a = apply_group(i, a, g, current, set, conflicts, moves)
   g = g + 3
 end
 if #set > 0 then
   redis.call('MSET', unpack(set))
+end
+-- the call's counter moves, summed, in its first group's counters
+if moves.order then
+  for _, f in ipairs(moves.order) do
+    if moves.incr[f] ~= 0 then
+      redis.call('HINCRBY', KEYS[n + 3], f, moves.incr[f])
+    end
+  end
 end
 return conflicts
