@@ -64,15 +64,19 @@ def main():
                     groups.setdefault(c % 1024, []).append(c)
                 keys, group_keys, argv = [], [], [str(len(order[first:first + per_call]))]
                 for shard, members in groups.items():
-                    group_keys += ["clv:{s%d}:due" % shard, "clv:{s%d}:out" % shard,
-                                   "clv:{s%d}:stats" % shard]
                     keys += ["clv:{s%d}:c:cust%d" % (shard, c) for c in members]
                     argv.append(str(len(members)))
+                    full = False
                     for c in members:
-                        argv += customer_args(c, versions[c], rnd, rng.random(), outbox,
-                                              due_share, payload)
+                        args = customer_args(c, versions[c], rnd, rng.random(), outbox,
+                                             due_share, payload)
+                        full = full or args[2] == "+"
+                        argv += args
                         versions[c] += 1
-                keys += group_keys
+                    if full:
+                        group_keys += ["clv:{s%d}:due" % shard, "clv:{s%d}:out" % shard]
+                first_shard = next(iter(groups))
+                keys += ["clv:{s%d}:stats" % first_shard] + group_keys
                 out.write(resp(["EVALSHA", sha, str(len(keys))] + keys + argv))
 
 

@@ -36,7 +36,7 @@ evalsha_ir() {
     redis-cli -s "$sock" ping >/dev/null 2>&1 && break
     sleep 0.1
   done
-  redis-cli -s "$sock" --pipe <"$dir/calls" | grep -q 'errors: 0' || {
+  redis-cli -s "$sock" --pipe --pipe-timeout 0 <"$dir/calls" | grep -q 'errors: 0' || {
     echo "script_cost: apply.lua failed on the stream" >&2
     exit 1
   }

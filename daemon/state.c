@@ -609,8 +609,13 @@ static int keeps_due_entry(const struct clv_item *it)
     return it->existed && it->advance_to == 0 && it->old_due > 0 && it->due >= it->old_due;
 }
 
-/* One customer's part of ARGV (see apply.lua): the short form when the
- * update writes nothing but the state. */
+/* The update writes nothing but the state: apply.lua's short form. */
+static int short_form(const struct clv_batch *b, const struct clv_item *it)
+{
+    return keeps_due_entry(it) && it->msg_count == 0 && counter_moves(b, it) == 0;
+}
+
+/* One customer's part of ARGV (see apply.lua). */
 static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const struct clv_item *it)
 {
     char field[32 + CLV_ID_MAX];
@@ -618,7 +623,7 @@ static void item_args(struct clv_cas_args *a, const struct clv_batch *b, const s
 
     arg(a, it->old_version, it->existed ? 8 : 0);
     arg(a, b->blobs.buf + it->blob_off, it->bloblen);
-    if (keeps_due && it->msg_count == 0 && moves == 0) {
+    if (short_form(b, it)) {
         arg_str(a, "");
         return;
     }
@@ -651,17 +656,30 @@ static int shard_run(const struct clv_batch *b, const int *sent, int n)
     return m;
 }
 
-/* The call for sent[0 .. n), sorted by shard: the customers' keys, then a
- * group of keys and of arguments for each shard's run (see apply.lua). */
+/* A run of one shard's items with one in the full form: its group takes
+ * the shard's due index and outbox keys. */
+static int run_needs_keys(const struct clv_batch *b, const int *sent, int m)
+{
+    for (int j = 0; j < m; j++)
+        if (!short_form(b, &b->items[sent[j]]))
+            return 1;
+    return 0;
+}
+
+/* The call for sent[0 .. n), sorted by shard: the customers' keys, the
+ * counters of the first shard, then the due index and outbox of each
+ * shard's run that needs them, and a group of arguments for each run (see
+ * apply.lua). */
 static void build_call(struct clv_store *st, struct clv_batch *b, const int *sent, int n)
 {
     struct clv_cas_args *a = &b->cas;
     const char *prefix = st->cfg->key_prefix;
     char key[CLV_KEY_MAX];
-    int nkeys = n;
+    int nkeys = n + 1, m;
 
-    for (int i = 0; i < n; i += shard_run(b, sent + i, n - i)) {
-        nkeys += 3;
+    for (int i = 0; i < n; i += m) {
+        m = shard_run(b, sent + i, n - i);
+        nkeys += run_needs_keys(b, sent + i, m) ? 2 : 0;
         b->stats.groups++;
     }
     a->argc = 0;
@@ -673,14 +691,17 @@ static void build_call(struct clv_store *st, struct clv_batch *b, const int *sen
         const struct clv_item *it = &b->items[sent[i]];
         arg_text(a, key, keys_customer(key, prefix, it->shard, batch_item_id(b, it), it->idlen));
     }
-    for (int i = 0; i < n; i += shard_run(b, sent + i, n - i)) {
+    arg_text(a, key, keys_stats(key, prefix, b->items[sent[0]].shard));
+    for (int i = 0; i < n; i += m) {
         uint32_t shard = b->items[sent[i]].shard;
+        m = shard_run(b, sent + i, n - i);
+        if (!run_needs_keys(b, sent + i, m))
+            continue;
         arg_text(a, key, keys_due(key, prefix, shard));
         arg_text(a, key, keys_outbox(key, prefix, shard));
-        arg_text(a, key, keys_stats(key, prefix, shard));
     }
     arg_int(a, n);
-    for (int i = 0, m; i < n; i += m) {
+    for (int i = 0; i < n; i += m) {
         m = shard_run(b, sent + i, n - i);
         arg_int(a, m);
         for (int j = i; j < i + m; j++)

@@ -14,8 +14,11 @@
 -- holds one or two customers, and an HINCRBY per group and counter was 8 %
 -- of the script's work (docs/performance.md, ninth session).
 --
--- KEYS: the state of each customer of the call, group after group; then,
---   for each group in turn, its due index, outbox and stats
+-- KEYS: the state of each customer of the call, group after group; then
+--   the counters that take the call's counter moves (its first group's);
+--   then, for each group with a customer in the full form ("+" below), in
+--   turn, its due index and outbox (a group of short forms touches neither:
+--   its keys would be Lua strings for nothing)
 -- ARGV[1]: the number of customers in the call (a customer comes once)
 -- ARGV, from 2, for each group in turn: the number of its customers, then
 -- for each customer:
@@ -43,11 +46,11 @@
 -- can recompute without a GET.  An empty array: every customer applied.
 
 -- One group: its customers from position i and ARGV[a + 1] on, its keys
--- from KEYS[g].  The states it may write go to `set`; returns where the
--- next group's customers and arguments start.
+-- (if it has any) from KEYS[g].  The states it may write go to `set`;
+-- returns where the next group's customers, arguments and keys start.
 local function apply_group(i, a, g, current, set, conflicts, moves)
   -- made when first needed: most groups write states only
-  local out, zadd, zrem
+  local out, zadd, zrem, any_full
   local incr, order = moves.incr, moves.order
   local n = tonumber(ARGV[a])
   a = a + 1
@@ -61,6 +64,7 @@ local function apply_group(i, a, g, current, set, conflicts, moves)
       ok = not ok and string.find(cur, version, 1, true) == 1
     end
     if full then
+      any_full = true
       nout = tonumber(ARGV[a + 5])
       nstats = tonumber(ARGV[a + 6 + 2 * nout])
     end
@@ -120,7 +124,7 @@ local function apply_group(i, a, g, current, set, conflicts, moves)
   if out then
     redis.call('HSET', KEYS[g + 1], unpack(out))
   end
-  return i + n, a
+  return i + n, a, any_full and g + 2 or g
 end
 
 local n = tonumber(ARGV[1])
@@ -130,11 +134,10 @@ if n == 0 then
 end
 -- a missing state is false here, and false in the reply
 local current = redis.call('MGET', unpack(KEYS, 1, n))
-local i, a, g = 1, 2, n + 1
+local i, a, g = 1, 2, n + 2
 local moves = {}
 while i <= n do
-  i, a = apply_group(i, a, g, current, set, conflicts, moves)
-  g = g + 3
+  i, a, g = apply_group(i, a, g, current, set, conflicts, moves)
 end
 if #set > 0 then
   redis.call('MSET', unpack(set))
@@ -143,7 +146,7 @@ end
 if moves.order then
   for _, f in ipairs(moves.order) do
     if moves.incr[f] ~= 0 then
-      redis.call('HINCRBY', KEYS[n + 3], f, moves.incr[f])
+      redis.call('HINCRBY', KEYS[n + 1], f, moves.incr[f])
     end
   end
 end
