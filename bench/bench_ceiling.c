@@ -151,21 +151,21 @@ static void customer_args(struct cthread *t, struct evalbuf *e, struct call *c, 
     }
 }
 
-/* One call of apply.lua for calls[0..m): the customers' keys, the first
- * one's counters, the due index and outbox of each run of one shard's
- * customers with one in the full form, and a group of arguments for each
- * run, at most per_group customers each (see apply.lua). */
+/* One call of apply.lua for calls[0..m): the customers' keys, the due
+ * index, outbox and counters of each run of one shard's customers with one
+ * in the full form, and a group of arguments for each run, at most
+ * per_group customers each (see apply.lua). */
 static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e, struct call *calls,
                         int m, const uint32_t *idx, const char *payload)
 {
-    int size[64], full[64], ng = 0, nkeys = m + 1;
+    int size[64], full[64], ng = 0, nkeys = m;
 
     for (int k = 0; k < m; k += size[ng++]) { /* m <= 64: at most 64 groups */
         size[ng] = same_shard(calls, k, m, t->per_group);
         full[ng] = 0;
         for (int j = k; j < k + size[ng]; j++)
             full[ng] |= calls[j].moves_due || calls[j].has_out;
-        nkeys += full[ng] ? 2 : 0;
+        nkeys += full[ng] ? 3 : 0;
     }
     e->n = 0;
     arg(e, "EVALSHA", 7);
@@ -173,12 +173,12 @@ static void append_eval(redisContext *ctx, struct cthread *t, struct evalbuf *e,
     arg(e, e->nkeys, (size_t)snprintf(e->nkeys, sizeof(e->nkeys), "%d", nkeys));
     for (int j = 0; j < m; j++)
         arg(e, calls[j].key, calls[j].keylen);
-    arg(e, calls[0].stats_key, strlen(calls[0].stats_key));
     for (int g = 0, k = 0; g < ng; k += size[g++]) {
         if (!full[g])
             continue;
         arg(e, calls[k].due_key, strlen(calls[k].due_key));
         arg(e, calls[k].out_key, strlen(calls[k].out_key));
+        arg(e, calls[k].stats_key, strlen(calls[k].stats_key));
     }
     arg(e, e->ncustomers, (size_t)snprintf(e->ncustomers, sizeof(e->ncustomers), "%d", m));
     for (int g = 0, k = 0; g < ng; k += size[g++]) {

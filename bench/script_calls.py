@@ -74,9 +74,9 @@ def main():
                         argv += args
                         versions[c] += 1
                     if full:
-                        group_keys += ["clv:{s%d}:due" % shard, "clv:{s%d}:out" % shard]
-                first_shard = next(iter(groups))
-                keys += ["clv:{s%d}:stats" % first_shard] + group_keys
+                        group_keys += ["clv:{s%d}:due" % shard, "clv:{s%d}:out" % shard,
+                                       "clv:{s%d}:stats" % shard]
+                keys += group_keys
                 out.write(resp(["EVALSHA", sha, str(len(keys))] + keys + argv))
 
 

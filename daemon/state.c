@@ -657,7 +657,7 @@ static int shard_run(const struct clv_batch *b, const int *sent, int n)
 }
 
 /* A run of one shard's items with one in the full form: its group takes
- * the shard's due index and outbox keys. */
+ * the shard's due index, outbox and counters keys. */
 static int run_needs_keys(const struct clv_batch *b, const int *sent, int m)
 {
     for (int j = 0; j < m; j++)
@@ -666,20 +666,19 @@ static int run_needs_keys(const struct clv_batch *b, const int *sent, int m)
     return 0;
 }
 
-/* The call for sent[0 .. n), sorted by shard: the customers' keys, the
- * counters of the first shard, then the due index and outbox of each
- * shard's run that needs them, and a group of arguments for each run (see
- * apply.lua). */
+/* The call for sent[0 .. n), sorted by shard: the customers' keys, then the
+ * due index, outbox and counters of each shard's run that writes them, and
+ * a group of arguments for each run (see apply.lua). */
 static void build_call(struct clv_store *st, struct clv_batch *b, const int *sent, int n)
 {
     struct clv_cas_args *a = &b->cas;
     const char *prefix = st->cfg->key_prefix;
     char key[CLV_KEY_MAX];
-    int nkeys = n + 1, m;
+    int nkeys = n, m;
 
     for (int i = 0; i < n; i += m) {
         m = shard_run(b, sent + i, n - i);
-        nkeys += run_needs_keys(b, sent + i, m) ? 2 : 0;
+        nkeys += run_needs_keys(b, sent + i, m) ? 3 : 0;
         b->stats.groups++;
     }
     a->argc = 0;
@@ -691,7 +690,6 @@ static void build_call(struct clv_store *st, struct clv_batch *b, const int *sen
         const struct clv_item *it = &b->items[sent[i]];
         arg_text(a, key, keys_customer(key, prefix, it->shard, batch_item_id(b, it), it->idlen));
     }
-    arg_text(a, key, keys_stats(key, prefix, b->items[sent[0]].shard));
     for (int i = 0; i < n; i += m) {
         uint32_t shard = b->items[sent[i]].shard;
         m = shard_run(b, sent + i, n - i);
@@ -699,6 +697,7 @@ static void build_call(struct clv_store *st, struct clv_batch *b, const int *sen
             continue;
         arg_text(a, key, keys_due(key, prefix, shard));
         arg_text(a, key, keys_outbox(key, prefix, shard));
+        arg_text(a, key, keys_stats(key, prefix, shard));
     }
     arg_int(a, n);
     for (int i = 0; i < n; i += m) {

@@ -6,19 +6,13 @@
 -- groups, each the customers of one shard: on a Redis Cluster one group
 -- (a call must stay in one hash slot), on a single Redis as many groups as
 -- fill the call, because the fixed cost of a call is as large as the work
--- of one customer (docs/performance.md, seventh session).  The due index
--- and outbox writes are paid once per group, the counter moves once per
--- call: summed over the call's customers and added to its first group's
--- counters, since every reader sums the counters over the shards (and on
--- a Redis Cluster a call is one group anyway).  At moderate rates a group
--- holds one or two customers, and an HINCRBY per group and counter was 8 %
--- of the script's work (docs/performance.md, ninth session).
+-- of one customer (docs/performance.md, seventh session).  The due index,
+-- outbox and counter writes are paid once per group.
 --
--- KEYS: the state of each customer of the call, group after group; then
---   the counters that take the call's counter moves (its first group's);
---   then, for each group with a customer in the full form ("+" below), in
---   turn, its due index and outbox (a group of short forms touches neither:
---   its keys would be Lua strings for nothing)
+-- KEYS: the state of each customer of the call, group after group; then,
+--   for each group with a customer in the full form ("+" below), in turn,
+--   its due index, outbox and counters (a group of short forms touches
+--   none of them: its keys would be Lua strings for nothing)
 -- ARGV[1]: the number of customers in the call (a customer comes once)
 -- ARGV, from 2, for each group in turn: the number of its customers, then
 -- for each customer:
@@ -48,10 +42,9 @@
 -- One group: its customers from position i and ARGV[a + 1] on, its keys
 -- (if it has any) from KEYS[g].  The states it may write go to `set`;
 -- returns where the next group's customers, arguments and keys start.
-local function apply_group(i, a, g, current, set, conflicts, moves)
+local function apply_group(i, a, g, current, set, conflicts)
   -- made when first needed: most groups write states only
-  local out, zadd, zrem, any_full
-  local incr, order = moves.incr, moves.order
+  local out, zadd, zrem, incr, order, any_full
   local n = tonumber(ARGV[a])
   a = a + 1
   for c = i, i + n - 1 do
@@ -91,13 +84,12 @@ local function apply_group(i, a, g, current, set, conflicts, moves)
           out[#out + 1] = ARGV[j]
         end
       end
-      if nstats > 0 and not incr then
-        incr, order = {}, {}
-        moves.incr, moves.order = incr, order
+      if nstats > 0 then
+        incr, order = incr or {}, order or {}
       end
       for j = a + 7 + 2 * nout, a + 6 + 2 * nout + 2 * nstats, 2 do
         -- kept as the argument's string until a second move of the same
-        -- counter in the call: no number to format back for HINCRBY
+        -- counter: no number to format back for HINCRBY
         local f = ARGV[j]
         local prev = incr[f]
         if prev == nil then
@@ -124,7 +116,14 @@ local function apply_group(i, a, g, current, set, conflicts, moves)
   if out then
     redis.call('HSET', KEYS[g + 1], unpack(out))
   end
-  return i + n, a, any_full and g + 2 or g
+  if order then
+    for _, f in ipairs(order) do
+      if incr[f] ~= 0 then
+        redis.call('HINCRBY', KEYS[g + 2], f, incr[f])
+      end
+    end
+  end
+  return i + n, a, any_full and g + 3 or g
 end
 
 local n = tonumber(ARGV[1])
@@ -134,20 +133,11 @@ if n == 0 then
 end
 -- a missing state is false here, and false in the reply
 local current = redis.call('MGET', unpack(KEYS, 1, n))
-local i, a, g = 1, 2, n + 2
-local moves = {}
+local i, a, g = 1, 2, n + 1
 while i <= n do
-  i, a, g = apply_group(i, a, g, current, set, conflicts, moves)
+  i, a, g = apply_group(i, a, g, current, set, conflicts)
 end
 if #set > 0 then
   redis.call('MSET', unpack(set))
-end
--- the call's counter moves, summed, in its first group's counters
-if moves.order then
-  for _, f in ipairs(moves.order) do
-    if moves.incr[f] ~= 0 then
-      redis.call('HINCRBY', KEYS[n + 1], f, moves.incr[f])
-    end
-  end
 end
 return conflicts
