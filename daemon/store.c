@@ -274,11 +274,13 @@ void store_pipeline_end(struct clv_store *st, double started)
 }
 
 /* A pipeline is written out whenever this much is waiting, not only when
- * its first reply is read: hiredis would otherwise hold a whole batch's
- * commands -- states and outbox payloads, MBs -- in its output buffer, and
- * Redis starts on the first calls while the rest are being formatted.  A
- * write error is left for the reply read to report. */
-#define STORE_FLUSH_BYTES (256 << 10)
+ * its first reply is read, so that Redis works on one call while the
+ * worker computes the next.  About one apply.lua call of the half-rate
+ * shape (50-60 customers, 12-16 kB): with 256 kB, most batches at half
+ * rate (100-300 customers) reached Redis only once wholly computed, and
+ * the worker's CPU and Redis's took turns (docs/performance.md, tenth
+ * session).  A write error is left for the reply read to report. */
+#define STORE_FLUSH_BYTES (16 << 10)
 
 static void flush_pipeline(redisContext *ctx)
 {
@@ -881,6 +883,25 @@ static void cl_begin(struct clv_store *st)
     }
 }
 
+/* Write node i's output buffer.  On error the node is closed: what was
+ * sent on that connection is lost, and its reply read fails the batch. */
+static void cl_write_node(struct clv_store *st, int i)
+{
+    int done = 0;
+
+    while (st->cl->map.node[i].ctx && !done)
+        if (redisBufferWrite(st->cl->map.node[i].ctx, &done) != REDIS_OK)
+            cl_node_broken(st, i);
+}
+
+/* Write every node's output buffer. */
+static void cl_flush(struct clv_store *st)
+{
+    for (int i = 0; i < st->cl->map.nnodes; i++)
+        cl_write_node(st, i);
+    st->cl->flushed = 1;
+}
+
 static void cl_append(struct clv_store *st, const char *key, size_t keylen, size_t off)
 {
     struct clv_store_cluster *cl = st->cl;
@@ -908,26 +929,14 @@ static void cl_append(struct clv_store *st, const char *key, size_t keylen, size
         struct clv_cluster_node *n = &cl->map.node[e->node];
         redisAppendFormattedCommand(n->ctx, cl->cmds.buf + e->off, e->len);
         e->gen = n->gen;
+        if (sdslen(n->ctx->obuf) >= STORE_FLUSH_BYTES)
+            cl_write_node(st, e->node);
     } else {
         e->node = -1;
         cl->need_refresh = 1;
     }
     cl->flushed = 0;
     st->commands++;
-}
-
-/* Write every node's output buffer. */
-static void cl_flush(struct clv_store *st)
-{
-    struct clv_cluster_map *m = &st->cl->map;
-
-    for (int i = 0; i < m->nnodes; i++) {
-        int done = 0;
-        while (m->node[i].ctx && !done)
-            if (redisBufferWrite(m->node[i].ctx, &done) != REDIS_OK)
-                cl_node_broken(st, i);
-    }
-    st->cl->flushed = 1;
 }
 
 /* The reply of e as sent: read ahead already, or next on its node. */

@@ -26,6 +26,16 @@
  * broker with auto.create.topics.enable does (a broker without it answers
  * "unknown topic", which clvd logs as a warning naming the topic).
  *
+ * d. test_pipeline_written_as_it_grows
+ *
+ * A pipeline reaches Redis while it is still being built, not only when its
+ * first reply is read, so that Redis works on one apply.lua call while a
+ * worker computes the next (docs/performance.md, tenth session).  A 20 kB
+ * SET is appended and no reply read: another connection must see the key
+ * within a second.  With the old 256 kB threshold it stayed in hiredis's
+ * buffer until the read.  Its reply, and a PING's after it, still come in
+ * order.
+ *
  * Environment: see harness.h (CLVD_IT_KEEP, CLVD_IT_VERBOSE);
  * CLVD_IT_FILTER=<glob> runs only the matching tests. */
 #include <setjmp.h>
@@ -181,6 +191,49 @@ static void test_wait_hook_keeps_the_timeout(void **state)
     f->passed = 1;
 }
 
+/* 1 if `key` exists, asked on a connection of its own. */
+static int key_exists_elsewhere(struct fixture *f, const char *key)
+{
+    redisContext *c = redisConnectUnix(f->w.redis.socket);
+    redisReply *r;
+    int exists = -1;
+
+    if (c == NULL || c->err)
+        fail_msg("connect: %s", c ? c->errstr : "no memory");
+    r = redisCommand(c, "EXISTS %s", key);
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+        exists = (int)r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    if (exists < 0)
+        fail_msg("EXISTS %s: no integer reply", key);
+    return exists;
+}
+
+static void test_pipeline_written_as_it_grows(void **state)
+{
+    struct fixture *f = *state;
+    static char value[20 * 1024];
+    const char *set[] = {"SET", "clvtest:early", value}, *ping[] = {"PING"};
+    const size_t set_len[] = {3, 13, sizeof(value)}, ping_len[] = {4};
+    double t0;
+
+    memset(value, 'v', sizeof(value));
+    connect_store(f);
+    store_append_argv(&f->st, 3, set, set_len);
+    store_append_argv(&f->st, 1, ping, ping_len);
+    t0 = now_s();
+    while (!key_exists_elsewhere(f, "clvtest:early")) {
+        if (now_s() - t0 > 1.0)
+            fail_msg("a 20 kB command appended 1 s ago has not reached Redis");
+        usleep(10 * 1000);
+    }
+    assert_reply(store_read_reply(&f->st), REDIS_REPLY_STATUS, "OK");
+    assert_reply(store_read_reply(&f->st), REDIS_REPLY_STATUS, "PONG");
+    assert_true(store_connected(&f->st));
+    f->passed = 1;
+}
+
 /* 1 if the cluster lists `topic` (all topics: asking for this one by name
  * would create it), 0 if not, -1 on error. */
 static int cluster_has_topic(struct fixture *f, const char *topic)
@@ -232,6 +285,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_hook_runs_while_redis_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_hook_keeps_the_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_topics_known_at_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_written_as_it_grows, setup, teardown),
     };
     const char *filter = getenv("CLVD_IT_FILTER");
 
