@@ -501,18 +501,16 @@ static void heap_drop_revoked(struct clv_consumer *c)
         heap_down(c->heap, c->nheld, i);
 }
 
-static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt, int topic,
-                          int32_t p, clv_ms now_mono)
+/* Read up to what the broker last said the partition holds; not while the
+ * broker has not said (no fetch answered yet). */
+static int partition_caught_up(const struct clv_consumer *c, const struct clv_partition *pt,
+                               int topic, int32_t p)
 {
-    clv_ms last = pt->last_msg_mono ? pt->last_msg_mono : pt->assigned_mono;
     int64_t lo = -1, hi = -1, next;
 
-    if (now_mono - last < c->cfg->clock.idle_after)
-        return 0;
     rd_kafka_get_watermark_offsets(c->rk, input_topic(c->cfg, topic), p, &lo, &hi);
     if (hi < 0)
         return 0;
-    /* and caught up with what the broker last said it holds */
     if (pt->last_offset >= 0)
         next = pt->last_offset + 1;
     else if (pt->start_offset >= 0)
@@ -520,6 +518,23 @@ static int partition_idle(const struct clv_consumer *c, const struct clv_partiti
     else /* no commit: consumption starts at the log start, which may be unknown */
         next = lo >= 0 ? lo : 0;
     return next >= hi;
+}
+
+static int partition_idle(const struct clv_consumer *c, const struct clv_partition *pt, int topic,
+                          int32_t p, clv_ms now_mono)
+{
+    clv_ms last = pt->last_msg_mono ? pt->last_msg_mono : pt->assigned_mono;
+
+    return now_mono - last >= c->cfg->clock.idle_after && partition_caught_up(c, pt, topic, p);
+}
+
+int consumer_caught_up(const struct clv_consumer *c)
+{
+    for (int t = 0; t < CLV_INPUT_TOPICS; t++)
+        for (int p = 0; p < c->nparts[t]; p++)
+            if (c->parts[t][p].assigned && !partition_caught_up(c, &c->parts[t][p], t, p))
+                return 0;
+    return 1;
 }
 
 /* While the heap is full, only the partitions holding the watermark back

@@ -583,14 +583,18 @@ static void reload(struct clvd *d)
     log_info(&d->log, "configuration reloaded from %s", d->opt->config_path);
 }
 
-/* Every partition idle and nothing left to do (demo and tests). */
+/* Every partition idle and nothing left to do (demo and tests).  Idle
+ * means no message for a while *and* read up to the end: a broker that
+ * fails its fetches (down, or answering with errors) for longer than
+ * exit_when_idle must not end the run with input unread. */
 static int finished(struct clvd *d)
 {
     clv_ms idle = clv_mono_ms() - d->last_input_mono;
 
     return d->opt->exit_when_idle > 0 && d->ready && idle >= d->opt->exit_when_idle &&
            d->consumer.nheld == 0 && !work_pending(d) && d->producer.in_flight == 0 &&
-           !d->producer.drain_active && !d->producer.drain_needed;
+           !d->producer.drain_active && !d->producer.drain_needed &&
+           consumer_caught_up(&d->consumer);
 }
 
 /* The main thread's connection and every worker's, as one. */

@@ -116,5 +116,8 @@ int consumer_release(struct clv_consumer *c, struct clv_held *out);
 
 /* Total lag (high watermark - next offset) over assigned partitions. */
 int64_t consumer_lag(struct clv_consumer *c);
+/* Every assigned partition read up to the high watermark its broker last
+ * reported; a partition whose broker has not answered a fetch yet is not. */
+int consumer_caught_up(const struct clv_consumer *c);
 
 #endif

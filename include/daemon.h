@@ -16,8 +16,9 @@
 
 struct clvd_options {
     const char *config_path;
-    /* Stop by itself once every input partition has been idle for this long
-     * and nothing is pending (demo, tests); 0 = run until signalled. */
+    /* Stop by itself once the input has been idle for this long, every
+     * input partition is read to its end and nothing is pending (demo,
+     * tests); 0 = run until signalled. */
     clv_ms exit_when_idle;
 };
 

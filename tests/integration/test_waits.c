@@ -1,5 +1,5 @@
-/* test_waits.c -- what clvd's main thread does not wait for
- * (docs/performance.md, ninth session).
+/* test_waits.c -- what clvd waits for, and what it does not
+ * (docs/performance.md, ninth and tenth sessions).
  *
  * a. test_wait_hook_runs_while_redis_answers
  *
@@ -36,6 +36,15 @@
  * buffer until the read.  Its reply, and a PING's after it, still come in
  * order.
  *
+ * e. test_idle_exit_waits_for_unread_input
+ *
+ * --exit-when-idle (demo, tests) stops clvd only once its input is read to
+ * the end, not merely quiet: with 5 visits in the topic and the broker
+ * failing clvd's first 12 fetches (~6 s at librdkafka's 500 ms fetch error
+ * backoff), clvd started with --exit-when-idle 1s must still run 2.5 s
+ * after it got its partitions (it used to exit at 1 s with the visits
+ * unread), then read the visits, commit them and exit by itself.
+ *
  * Environment: see harness.h (CLVD_IT_KEEP, CLVD_IT_VERBOSE);
  * CLVD_IT_FILTER=<glob> runs only the matching tests. */
 #include <setjmp.h>
@@ -49,6 +58,8 @@
 
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "config.h"
 #include "harness.h"
@@ -234,6 +245,23 @@ static void test_pipeline_written_as_it_grows(void **state)
     f->passed = 1;
 }
 
+/* Write config c (and free it), start clvd with it and the extra
+ * arguments (or NULL), and wait until it has its partitions. */
+static void start_clvd(struct fixture *f, struct h_config *c, const char *const *extra)
+{
+    char err[H_ERRLEN], path[H_PATHLEN + 16], log[H_PATHLEN + 16];
+
+    snprintf(path, sizeof(path), "%s/clvd.yaml", f->w.dir);
+    snprintf(log, sizeof(log), "%s/clvd.log", f->w.dir);
+    if (h_config_write(c, path, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    h_config_free(c);
+    if (h_clvd_start_args(&f->clvd, CLVD_BINARY, path, log, extra, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    if (h_clvd_wait_log(&f->clvd, "kafka: assigned", 20000) != 0)
+        fail_msg("clvd got no partitions");
+}
+
 /* 1 if the cluster lists `topic` (all topics: asking for this one by name
  * would create it), 0 if not, -1 on error. */
 static int cluster_has_topic(struct fixture *f, const char *topic)
@@ -254,28 +282,59 @@ static int cluster_has_topic(struct fixture *f, const char *topic)
 static void test_output_topics_known_at_start(void **state)
 {
     struct fixture *f = *state;
-    char err[H_ERRLEN], path[H_PATHLEN + 16], log[H_PATHLEN + 16];
+    char err[H_ERRLEN];
     struct h_config c;
 
     if (h_config_init(&c, f->w.kafka.bootstraps, "clvd-waits", f->w.redis.socket) != 0 ||
         h_config_set_str(&c, "kafka.topics.win_back", "no-such-topic") != 0)
         fail_msg("config");
-    snprintf(path, sizeof(path), "%s/clvd.yaml", f->w.dir);
-    snprintf(log, sizeof(log), "%s/clvd.log", f->w.dir);
-    if (h_config_write(&c, path, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    h_config_free(&c);
     assert_int_equal(cluster_has_topic(f, "no-such-topic"), 0);
-    if (h_clvd_start(&f->clvd, CLVD_BINARY, path, log, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    if (h_clvd_wait_log(&f->clvd, "kafka: assigned", 20000) != 0)
-        fail_msg("clvd got no partitions");
+    start_clvd(f, &c, NULL);
     /* no input, no output yet: only clvd's start can have asked for it (the
      * mock creates a topic a producer asks for, as a broker with
      * auto.create.topics.enable does; one without names it in a warning) */
     assert_int_equal(cluster_has_topic(f, "no-such-topic"), 1);
     if (h_clvd_stop(&f->clvd, 15000, err, sizeof(err)) != 0)
         fail_msg("%s", err);
+    f->passed = 1;
+}
+
+#define API_FETCH 1 /* Kafka protocol ApiKey */
+
+static void test_idle_exit_waits_for_unread_input(void **state)
+{
+    struct fixture *f = *state;
+    const char *const idle[] = {"--exit-when-idle", "1s", NULL};
+    char err[H_ERRLEN], value[256], id[32], iso[32];
+    rd_kafka_resp_err_t fails[12];
+    struct h_config c;
+
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "c%d", i);
+        snprintf(value, sizeof(value),
+                 "{\"event_id\":\"e%d\",\"customer_id\":\"%s\",\"ts\":\"%s\"}", i, id,
+                 h_fmt_ts(1717200000000LL + i * 1000, iso, sizeof(iso)));
+        if (h_produce_str(&f->w.kafka, H_T_VISITS, 0, id, value, NULL, err, sizeof(err)) != 0)
+            fail_msg("%s", err);
+    }
+    for (size_t i = 0; i < sizeof(fails) / sizeof(fails[0]); i++)
+        fails[i] = RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
+    rd_kafka_mock_push_request_errors_array(f->w.kafka.mcluster, API_FETCH,
+                                            sizeof(fails) / sizeof(fails[0]), fails);
+
+    if (h_config_init(&c, f->w.kafka.bootstraps, "clvd-idle", f->w.redis.socket) != 0)
+        fail_msg("config");
+    start_clvd(f, &c, idle);
+    h_sleep_ms(2500);
+    if (!h_clvd_running(&f->clvd))
+        fail_msg("clvd exited (wait status 0x%x) with its input unread: %lld of 5 committed",
+                 f->clvd.status,
+                 (long long)h_kafka_committed(f->w.kafka.bootstraps, "clvd-idle", h_input_topics,
+                                              err, sizeof(err)));
+    if (h_clvd_wait_exit(&f->clvd, 60000, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(
+        h_kafka_committed(f->w.kafka.bootstraps, "clvd-idle", h_input_topics, err, sizeof(err)), 5);
     f->passed = 1;
 }
 
@@ -286,6 +345,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_hook_keeps_the_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_topics_known_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_written_as_it_grows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_exit_waits_for_unread_input, setup, teardown),
     };
     const char *filter = getenv("CLVD_IT_FILTER");
 
