@@ -9,6 +9,17 @@
  * DOWN_BROKER is set down for DOWN_MS and up again.  The run must complete
  * with the result of the run without faults.
  *
+ * clvd's producer runs here with enable.idempotence=false (duplicates are
+ * allowed; the comparison is on distinct outputs).  librdkafka 2.0.2's mock
+ * checks the idempotent producer's sequence numbers only for a
+ * transactional producer, so a batch sent after one that failed with an
+ * injected error is written where a broker would refuse it as out of order.
+ * With idempotence on, about one run in seven under load lost one of the
+ * earliest outputs although librdkafka reported it delivered -- likely
+ * taking the later batch's success as proof that the failed one was
+ * written (docs/design.md, "Outbox"); with it off, none in 28 runs.  A real
+ * broker refuses the out-of-order batch, so clvd keeps idempotence on.
+ *
  * Environment: see scenario.h and harness.h. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,7 +66,9 @@ static void test_kafka_faults(void **state)
     char err[H_ERRLEN];
     int64_t committed;
 
-    if (scen_prepare(f, SEED, "kafka", 3, 0, 1, 1, err, sizeof(err)) != 0)
+    if (scen_prepare(f, SEED, "kafka", 3, 0, 1, 1, err, sizeof(err)) != 0 ||
+        scen_config_write_with(f, "kafka", 0, "enable.idempotence: \"false\"", err, sizeof(err)) !=
+            0)
         fail_msg("%s", err);
     mc = f->w.kafka.mcluster;
     push_errors(mc);
